@@ -1,0 +1,301 @@
+"""dedup: exact, perceptual and semantic near-duplicates across ALL shards (paper §3.1).
+
+Incremental by registration order: a shard is compared with every item of the shards registered
+before it (their stored hashes and vectors, nothing recomputed); an item linked, directly or through
+its own shard's items, to an earlier item is a duplicate, and inside a shard the first item of a
+group is kept. Earlier shards' decisions therefore never change when a shard is added, and reruns
+give the same answer (see core/dedup.py for the union-find).
+"""
+
+from collections.abc import Callable
+
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+
+from realsyn_assets.assets._common import rejection_counts, stage_metadata
+from realsyn_assets.assets.embed import shard_vectors
+from realsyn_assets.core import dedup as dedup_core
+from realsyn_assets.core.semantic import ENTROPY_THRESHOLD, normalised_entropy
+from realsyn_assets.partitions import shard_partitions
+from realsyn_assets.resources import (
+    EncoderResource,
+    MetricsResource,
+    StorageResource,
+    VectorStoreResource,
+)
+from realsyn_assets.resources.storage import read_table, write_table
+
+EXACT, PERCEPTUAL, SEMANTIC = "exact_duplicate", "perceptual_duplicate", "semantic_duplicate"
+
+
+class ImageDedupConfig(dg.Config):
+    phash_max_distance: int = 6  # Hamming distance on 64-bit pHash
+    semantic_threshold: float = 0.95  # cosine of image embeddings
+    semantic_with_random_encoder: bool = False  # random weights make cosine meaningless
+
+
+class SentenceDedupConfig(dg.Config):
+    entropy_threshold: float = ENTROPY_THRESHOLD  # paper: 0.3 (normalised, see core/semantic.py)
+    semantic_threshold: float = 0.95
+    semantic_with_random_encoder: bool = False
+
+
+def earlier_shards(storage: StorageResource, key: str) -> list[str]:
+    order = storage.layout.shard_order()
+    return order[: order.index(key)] if key in order else order
+
+
+def _offset_query_pairs(pairs: np.ndarray, n_earlier: int) -> np.ndarray:
+    """Query-mode pairs (query row, target row) -> global pairs, without self pairs."""
+    if len(pairs) == 0:
+        return np.zeros((0, 2), np.int64)
+    pairs = np.asarray(pairs, dtype=np.int64).copy()
+    pairs[:, 0] += n_earlier
+    return pairs[pairs[:, 0] != pairs[:, 1]]
+
+
+def exact_pairs(earlier_ids: list[str], current_ids: list[str]) -> np.ndarray:
+    index = {iid: i for i, iid in enumerate(earlier_ids)}
+    n = len(earlier_ids)
+    return np.array(
+        [(n + i, index[iid]) for i, iid in enumerate(current_ids) if iid in index], dtype=np.int64
+    ).reshape(-1, 2)
+
+
+def decide(
+    n_earlier: int,
+    n_current: int,
+    stages: list[tuple[str, Callable[[], np.ndarray]]],
+) -> tuple[np.ndarray, list[str | None], np.ndarray]:
+    """Keep mask, reason and representative for the current items, adding pair kinds in order.
+
+    An item's reason is the first pair kind that made it a duplicate.
+    """
+    n = n_earlier + n_current
+    priority = np.arange(n, dtype=np.int64)
+    reasons: list[str | None] = [None] * n_current
+    pairs: list[np.ndarray] = []
+    keep = np.ones(n_current, dtype=bool)
+    representative = np.arange(n_earlier, n, dtype=np.int64)
+    for name, make_pairs in stages:
+        pairs.append(make_pairs())
+        mask, rep = dedup_core.select_representatives(n, pairs, priority)
+        for i in np.flatnonzero(keep & ~mask[n_earlier:]):
+            reasons[i] = name
+        keep = mask[n_earlier:]
+        representative = rep[n_earlier:]
+    return keep, reasons, representative
+
+
+def aligned_vectors(
+    vectors: VectorStoreResource,
+    table_name: str,
+    id_column: str,
+    shards: list[str],
+    ids: list[str],
+    key: str,
+) -> np.ndarray:
+    """Vectors for (shard, id) rows in the given order, read from LanceDB."""
+    rows, matrix = shard_vectors(vectors, table_name, sorted(set(shards)), id_column)
+    order = {
+        (s, i): r
+        for r, (s, i) in enumerate(
+            zip(rows.column("shard").to_pylist(), rows.column(id_column).to_pylist(), strict=True)
+        )
+    }
+    idx = np.array([order.get(pair, -1) for pair in zip(shards, ids, strict=True)], dtype=np.int64)
+    if (idx < 0).any():
+        raise dg.Failure(
+            f"{table_name} embeddings missing for {int((idx < 0).sum())} rows: "
+            f"materialize the embeddings of {key} and of all earlier shards first"
+        )
+    return matrix[idx]
+
+
+def semantic_stage(matrix: np.ndarray, n_earlier: int, threshold: float):
+    return SEMANTIC, lambda: _offset_query_pairs(
+        dedup_core.cosine_pairs(matrix, threshold, query=matrix[n_earlier:]), n_earlier
+    )
+
+
+def _trusted(encoder, allow_random: bool) -> bool:
+    return allow_random or not encoder.source.startswith("local-random")
+
+
+@dg.asset(
+    group_name="dedup",
+    partitions_def=shard_partitions,
+    deps=["extracted_images", "image_embeddings"],
+    description="Redundancy filter for one shard's images against every earlier shard: exact "
+    "(same bytes), perceptual (pHash Hamming) and semantic (embedding cosine) duplicates, grouped "
+    "with union-find; one deterministic representative per group.",
+)
+def image_dedup(
+    context: dg.AssetExecutionContext,
+    config: ImageDedupConfig,
+    storage: StorageResource,
+    metrics: MetricsResource,
+    vectors: VectorStoreResource,
+    encoder: EncoderResource,
+) -> dg.MaterializeResult:
+    home = storage.layout
+    key = context.partition_key
+    cols = ["image_id", "shard", "doc_id", "position", "path", "phash"]
+    current = read_table(home.partition_file("extracted_images", key), columns=cols)
+    before = earlier_shards(storage, key)
+    earlier = (
+        storage.read_shards("extracted_images", before, columns=["image_id", "shard", "phash"])
+        if storage.shard_files("extracted_images", before)
+        else None
+    )
+    e_ids = earlier.column("image_id").to_pylist() if earlier is not None else []
+    c_ids = current.column("image_id").to_pylist()
+    n_e = len(e_ids)
+
+    def hashes(table: pa.Table | None) -> np.ndarray:
+        if table is None or table.num_rows == 0:
+            return np.zeros(0, dtype=np.uint64)
+        return (
+            np.asarray(table.column("phash").to_numpy(zero_copy_only=False))
+            .astype(np.int64)
+            .view(np.uint64)
+        )
+
+    all_hashes = np.concatenate([hashes(earlier), hashes(current)])
+    stages = [
+        (EXACT, lambda: exact_pairs(e_ids, c_ids)),
+        (
+            PERCEPTUAL,
+            lambda: _offset_query_pairs(
+                dedup_core.hamming_pairs(
+                    all_hashes, config.phash_max_distance, query=hashes(current)
+                ),
+                n_e,
+            ),
+        ),
+    ]
+    enc = encoder.get()
+    semantic = _trusted(enc, config.semantic_with_random_encoder)
+    if semantic and current.num_rows:
+        e_shards = earlier.column("shard").to_pylist() if earlier is not None else []
+        matrix = aligned_vectors(
+            vectors, "images", "image_id", e_shards + [key] * len(c_ids), e_ids + c_ids, key
+        )
+        stages.append(semantic_stage(matrix, n_e, config.semantic_threshold))
+    else:
+        context.log.info(
+            "semantic image dedup skipped: encoder has random weights "
+            "(configure a pretrained model or checkpoint, or force it in config)"
+        )
+    keep, reasons, rep = decide(n_e, len(c_ids), stages)
+    all_ids = e_ids + c_ids
+    out_table = (
+        current.drop_columns(["phash"])
+        .append_column("kept", pa.array(keep))
+        .append_column("reason", pa.array(reasons, pa.string()))
+        .append_column(
+            "duplicate_of",
+            pa.array(
+                [None if k else all_ids[r] for k, r in zip(keep, rep, strict=True)], pa.string()
+            ),
+        )
+    )
+    out = write_table(out_table, home.partition_file("image_dedup", key))
+    counts = {
+        "images_in": len(c_ids),
+        "images_kept": int(keep.sum()),
+        "images_removed": int((~keep).sum()),
+        "compared_with_earlier": n_e,
+        "semantic_enabled": int(semantic),
+    }
+    return dg.MaterializeResult(
+        metadata=stage_metadata(
+            metrics, "image_dedup", key, counts, rejection_counts(reasons), out_table, out
+        )
+    )
+
+
+@dg.asset(
+    group_name="dedup",
+    partitions_def=shard_partitions,
+    deps=["extracted_sentences", "sentence_embeddings", "word_statistics"],
+    description="Semantic and redundancy filters for one shard's sentences: information entropy "
+    "with corpus word probabilities (< 0.3 dropped), then exact (normalised text) and semantic "
+    "(embedding cosine) duplicates against every earlier shard.",
+)
+def sentence_dedup(
+    context: dg.AssetExecutionContext,
+    config: SentenceDedupConfig,
+    storage: StorageResource,
+    metrics: MetricsResource,
+    vectors: VectorStoreResource,
+    encoder: EncoderResource,
+) -> dg.MaterializeResult:
+    home = storage.layout
+    key = context.partition_key
+    current = read_table(
+        home.partition_file("extracted_sentences", key),
+        columns=["sentence_id", "shard", "doc_id", "position", "sent_index", "text"],
+    )
+    words = read_table(home.asset_dir("word_statistics") / "words.parquet")
+    counts_by_word = dict(
+        zip(words.column("word").to_pylist(), words.column("count").to_pylist(), strict=True)
+    )
+    total = sum(counts_by_word.values())
+    entropy = np.array(
+        [normalised_entropy(t, counts_by_word, total) for t in current.column("text").to_pylist()],
+        dtype=np.float32,
+    )
+    informative = entropy >= config.entropy_threshold
+
+    before = earlier_shards(storage, key)
+    earlier = (
+        storage.read_shards("extracted_sentences", before, columns=["sentence_id", "shard"])
+        if storage.shard_files("extracted_sentences", before)
+        else None
+    )
+    e_ids = earlier.column("sentence_id").to_pylist() if earlier is not None else []
+    c_ids = current.column("sentence_id").to_pylist()
+    n_e = len(e_ids)
+    stages = [(EXACT, lambda: exact_pairs(e_ids, c_ids))]
+    enc = encoder.get()
+    semantic = _trusted(enc, config.semantic_with_random_encoder)
+    if semantic and current.num_rows:
+        e_shards = earlier.column("shard").to_pylist() if earlier is not None else []
+        matrix = aligned_vectors(
+            vectors, "sentences", "sentence_id", e_shards + [key] * len(c_ids), e_ids + c_ids, key
+        )
+        stages.append(semantic_stage(matrix, n_e, config.semantic_threshold))
+    keep, reasons, rep = decide(n_e, len(c_ids), stages)
+    all_ids = e_ids + c_ids
+    final_reasons = [
+        "low_entropy" if not inf else r for inf, r in zip(informative, reasons, strict=True)
+    ]
+    final_keep = keep & informative
+    out_table = (
+        current.append_column("entropy", pa.array(entropy))
+        .append_column("kept", pa.array(final_keep))
+        .append_column("reason", pa.array(final_reasons, pa.string()))
+        .append_column(
+            "duplicate_of",
+            pa.array(
+                [None if k else all_ids[r] for k, r in zip(keep, rep, strict=True)], pa.string()
+            ),
+        )
+    )
+    out = write_table(out_table, home.partition_file("sentence_dedup", key))
+    counts = {
+        "sentences_in": len(c_ids),
+        "sentences_kept": int(final_keep.sum()),
+        "sentences_removed": int((~final_keep).sum()),
+        "low_entropy": int((~informative).sum()),
+        "compared_with_earlier": n_e,
+        "semantic_enabled": int(semantic),
+        "entropy_mean": float(entropy.mean()) if len(entropy) else 0.0,
+    }
+    return dg.MaterializeResult(
+        metadata=stage_metadata(
+            metrics, "sentence_dedup", key, counts, rejection_counts(final_reasons), out_table, out
+        )
+    )

@@ -1,0 +1,101 @@
+"""embed: L2-normalised image and sentence embeddings of one shard into LanceDB."""
+
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+
+from realsyn_assets.assets._common import stage_metadata
+from realsyn_assets.partitions import shard_partitions
+from realsyn_assets.resources import (
+    EncoderResource,
+    MetricsResource,
+    StorageResource,
+    VectorStoreResource,
+)
+from realsyn_assets.resources.storage import read_table
+from realsyn_assets.resources.vectors import vectors_column
+
+
+def _embedding_metadata(encoder, vectors: np.ndarray, version: int) -> dict:
+    norms = np.linalg.norm(vectors, axis=1) if len(vectors) else np.ones(1)
+    return {
+        "encoder": encoder.identity,
+        "encoder_source": encoder.source,
+        "dim": int(encoder.dim),
+        "lancedb_table_version": version,
+        "norm_min": float(norms.min()),
+        "norm_max": float(norms.max()),
+    }
+
+
+@dg.asset(
+    group_name="embed",
+    partitions_def=shard_partitions,
+    deps=["extracted_images"],
+    pool="encoder",
+    description="Image embeddings of one shard's kept images in the LanceDB table `images` "
+    "(id, shard, lineage, vector); a rerun replaces the shard's rows.",
+)
+def image_embeddings(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    metrics: MetricsResource,
+    vectors: VectorStoreResource,
+    encoder: EncoderResource,
+) -> dg.MaterializeResult:
+    key = context.partition_key
+    images = read_table(
+        storage.layout.partition_file("extracted_images", key),
+        columns=["image_id", "shard", "doc_id", "position", "path"],
+    )
+    enc = encoder.get()
+    context.log.info(f"{key}: embedding {images.num_rows} images with {enc.source}")
+    vecs = enc.encode_images(images.column("path").to_pylist(), progress=True)
+    table = images.append_column("vector", vectors_column(vecs.reshape(-1, enc.dim)))
+    version = vectors.replace_shard("images", key, table)
+    counts = {"images_embedded": table.num_rows}
+    meta = stage_metadata(metrics, "image_embeddings", key, counts)
+    meta.update(_embedding_metadata(enc, vecs, version))
+    return dg.MaterializeResult(metadata=meta)
+
+
+@dg.asset(
+    group_name="embed",
+    partitions_def=shard_partitions,
+    deps=["extracted_sentences"],
+    pool="encoder",
+    description="Sentence embeddings of one shard's kept sentences in the LanceDB table "
+    "`sentences` (id, shard, lineage, text, vector); a rerun replaces the shard's rows.",
+)
+def sentence_embeddings(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    metrics: MetricsResource,
+    vectors: VectorStoreResource,
+    encoder: EncoderResource,
+) -> dg.MaterializeResult:
+    key = context.partition_key
+    sentences = read_table(
+        storage.layout.partition_file("extracted_sentences", key),
+        columns=["sentence_id", "shard", "doc_id", "position", "sent_index", "text"],
+    )
+    enc = encoder.get()
+    context.log.info(f"{key}: embedding {sentences.num_rows} sentences with {enc.source}")
+    vecs = enc.encode_texts(sentences.column("text").to_pylist(), progress=True)
+    table = sentences.append_column("vector", vectors_column(vecs.reshape(-1, enc.dim)))
+    version = vectors.replace_shard("sentences", key, table)
+    counts = {"sentences_embedded": table.num_rows}
+    meta = stage_metadata(metrics, "sentence_embeddings", key, counts)
+    meta.update(_embedding_metadata(enc, vecs, version))
+    return dg.MaterializeResult(metadata=meta)
+
+
+def shard_vectors(
+    vectors: VectorStoreResource, table_name: str, shards: list[str], id_column: str
+) -> tuple[pa.Table, np.ndarray]:
+    """(rows without the vector column, float32 matrix) of some shards of a LanceDB table."""
+    from realsyn_assets.resources.vectors import table_vectors
+
+    table = vectors.read(table_name, shards=shards)
+    matrix = table_vectors(table) if table.num_rows else np.zeros((0, 1), np.float32)
+    return table.drop_columns(["vector"]), matrix

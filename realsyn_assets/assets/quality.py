@@ -1,0 +1,121 @@
+"""quality: the whole funnel (comparable with the paper's), rejection reasons, plots."""
+
+import json
+
+import dagster as dg
+
+from realsyn_assets.assets._common import png_metadata
+from realsyn_assets.assets.retrieve import ALL_SHARDS
+from realsyn_assets.resources import MetricsResource, StorageResource
+from realsyn_assets.resources.home import atomic_write_bytes
+
+# (label, stage, metric) in pipeline order; totals are summed over partitions.
+IMAGE_FUNNEL = [
+    ("image slots", "extracted_images", "images_in"),
+    ("after quality filter", "extracted_images", "images_kept"),
+    ("after redundancy filter", "image_dedup", "images_kept"),
+    ("in cosine window", "image_clusters", "pairs_in_window"),
+]
+SENTENCE_FUNNEL = [
+    ("sentences", "extracted_sentences", "sentences_in"),
+    ("after quality filter", "extracted_sentences", "sentences_kept"),
+    ("after semantic + redundancy filter", "sentence_dedup", "sentences_kept"),
+]
+PAPER = {
+    "images": [336e6, 285e6, 198e6, 168.3e6],
+    "sentences": [2.13e9, 1.82e9, 0.84e9],
+}
+
+
+def funnel(metrics: MetricsResource, steps: list[tuple[str, str, str]]) -> list[dict]:
+    rows = []
+    for label, stage, metric in steps:
+        rows.append({"step": label, "count": int(metrics.total(stage, metric))})
+    return rows
+
+
+@dg.asset(
+    group_name="quality",
+    deps=[
+        dg.AssetDep("image_dedup", partition_mapping=ALL_SHARDS),
+        dg.AssetDep("sentence_dedup", partition_mapping=ALL_SHARDS),
+        "image_clusters",
+        dg.AssetDep("balanced_subset", partition_mapping=dg.AllPartitionMapping()),
+    ],
+    description="The image and sentence funnels next to the paper's, rejections by reason and "
+    "subset sizes per scale, from the DuckDB metrics; markdown report + PNG plot.",
+)
+def quality_report(
+    context: dg.AssetExecutionContext, storage: StorageResource, metrics: MetricsResource
+) -> dg.MaterializeResult:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = funnel(metrics, IMAGE_FUNNEL)
+    sentences = funnel(metrics, SENTENCE_FUNNEL)
+    for rows, paper in ((images, PAPER["images"]), (sentences, PAPER["sentences"])):
+        first = rows[0]["count"] or 1
+        for row, p in zip(rows, paper, strict=False):
+            row["fraction"] = round(row["count"] / first, 4)
+            row["paper_fraction"] = round(p / paper[0], 4)
+    reasons = metrics.query(
+        "SELECT stage, reason, sum(count) FROM rejections GROUP BY stage, reason ORDER BY stage, 3 DESC"
+    )
+    scales = metrics.query(
+        "SELECT partition, value FROM stage_counts WHERE stage='balanced_subset' AND metric='samples' "
+        "ORDER BY value"
+    )
+    evals = metrics.query(
+        "SELECT partition, metric, value FROM stage_counts WHERE stage='clip_evaluation' ORDER BY 1, 2"
+    )
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    for ax, rows, title in ((axes[0], images, "images"), (axes[1], sentences, "sentences")):
+        ax.plot([r["fraction"] for r in rows], marker="o", label="this corpus")
+        ax.plot([r["paper_fraction"] for r in rows], marker="x", linestyle="--", label="paper")
+        ax.set_xticks(range(len(rows)), [r["step"].replace(" ", "\n", 1) for r in rows], fontsize=6)
+        ax.set_title(f"{title}: fraction kept")
+        ax.legend(fontsize=6)
+    report = {
+        "image_funnel": images,
+        "sentence_funnel": sentences,
+        "rejections": [{"stage": s, "reason": r, "count": int(n)} for s, r, n in reasons],
+        "subset_sizes": {p: int(v) for p, v in scales},
+        "evaluation": [{"scale": p, "metric": m, "value": v} for p, m, v in evals],
+    }
+    out_dir = storage.layout.asset_dir("quality_report")
+    atomic_write_bytes(out_dir / "report.json", json.dumps(report, indent=2).encode())
+    fig.savefig(out_dir / "funnel.png", dpi=80, bbox_inches="tight")
+    lines = [
+        "# RealSyn quality report",
+        "",
+        "## Image funnel",
+        "",
+        "| step | count | kept | paper |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['step']} | {r['count']} | {r['fraction']:.1%} | {r['paper_fraction']:.1%} |"
+        for r in images
+    ]
+    lines += ["", "## Sentence funnel", "", "| step | count | kept | paper |", "|---|---|---|---|"]
+    lines += [
+        f"| {r['step']} | {r['count']} | {r['fraction']:.1%} | {r['paper_fraction']:.1%} |"
+        for r in sentences
+    ]
+    lines += ["", "## Rejections by reason", "", "| stage | reason | count |", "|---|---|---|"]
+    lines += [f"| {s} | {r} | {int(n)} |" for s, r, n in reasons]
+    lines += ["", "## Balanced subsets", ""] + [f"- {p}: {int(v)} samples" for p, v in scales]
+    markdown = "\n".join(lines) + "\n"
+    atomic_write_bytes(out_dir / "report.md", markdown.encode())
+    return dg.MaterializeResult(
+        metadata={
+            "report": dg.MetadataValue.md(markdown),
+            "funnel": png_metadata(fig),
+            "images_final": images[-1]["count"],
+            "sentences_final": sentences[-1]["count"],
+            "path": dg.MetadataValue.path(str(out_dir / "report.md")),
+        }
+    )

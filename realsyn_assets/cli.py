@@ -1,0 +1,172 @@
+"""`realsyn`: generate the demo, register shards, run the graph, show what is materialized."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from realsyn_assets.partitions import SCALES
+
+# Small training settings for the CPU demo; the asset defaults are the paper's.
+DEMO_TRAIN = {"model_name": "realsyn-tiny", "epochs": 20, "batch_size": 32}
+
+
+def demo_run_configs() -> dict[str, dict]:
+    return {"scale_job": {"ops": {"clip_checkpoint": {"config": DEMO_TRAIN}}}}
+
+
+def _print_stage(report) -> None:
+    checks = f"checks {report.checks_passed} passed"
+    if report.checks_failed:
+        checks += f", {len(report.checks_failed)} FAILED: " + "; ".join(report.checks_failed)
+    key = f"[{report.partition}]" if report.partition else ""
+    numbers = []
+    for asset, values in report.metadata.items():
+        shown = {k: v for k, v in values.items() if not k.startswith("dagster/")}
+        brief = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in list(shown.items())[:4]
+        )
+        numbers.append(f"{asset}: {brief}")
+    print(f"  {report.job}{key} {report.seconds:.1f}s  {checks}")
+    for line in numbers:
+        print(f"      {line}")
+    sys.stdout.flush()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from realsyn_assets.core.demo_corpus import generate_demo_corpus
+    from realsyn_assets.pipeline import prepare_environment, register, run_pipeline
+
+    start = time.perf_counter()
+    layout = prepare_environment(args.home)
+    print(f"REALSYN_HOME={layout.root}")
+    corpus = generate_demo_corpus(
+        layout.root / "demo_corpus", n_docs=args.docs, n_shards=args.shards, seed=args.seed
+    )
+    keys = register(layout, corpus.shard_paths)
+    print(f"demo corpus: {len(keys)} shards ({', '.join(keys)}) in {corpus.root}")
+    reports = run_pipeline(layout, SCALES, demo_run_configs(), on_stage=_print_stage)
+    failed = [f for r in reports for f in r.checks_failed]
+    _print_outputs(layout)
+    print(
+        f"done in {time.perf_counter() - start:.0f}s; "
+        f"{sum(r.checks_passed for r in reports)} checks passed, {len(failed)} failed"
+    )
+    return 1 if failed else 0
+
+
+def _print_outputs(layout) -> None:
+    print("outputs:")
+    for label, path in [
+        ("LanceDB", layout.lancedb_uri),
+        ("DuckDB metrics", layout.metrics_db),
+        ("balanced subsets", layout.asset_dir("balanced_subset")),
+        ("CLIP checkpoints", layout.asset_dir("clip_checkpoint")),
+        ("quality report", layout.asset_dir("quality_report") / "report.md"),
+        ("Dagster instance", layout.dagster_home),
+    ]:
+        print(f"  {label:18s} {path}")
+    print(f"UI: REALSYN_HOME={layout.root} DAGSTER_HOME={layout.dagster_home} dagster dev")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from realsyn_assets.pipeline import prepare_environment, register, run_stage
+    from realsyn_assets.sensors import SHARD_STAGE_1
+
+    layout = prepare_environment(args.home)
+    paths = [Path(p) for p in args.paths]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        print(f"not a file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    keys = register(layout, paths, args.format)
+    for key, path in zip(keys, paths, strict=True):
+        print(f"registered shard {key} <- {path}")
+    if args.extract:
+        for key in keys:
+            _print_stage(run_stage(SHARD_STAGE_1, key))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from realsyn_assets.pipeline import prepare_environment, run_pipeline
+
+    layout = prepare_environment(args.home)
+    reports = run_pipeline(layout, args.scales or SCALES, on_stage=_print_stage)
+    _print_outputs(layout)
+    return 1 if any(r.checks_failed for r in reports) else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from realsyn_assets.assets import ALL_ASSETS
+    from realsyn_assets.pipeline import get_instance, prepare_environment
+
+    layout = prepare_environment(args.home)
+    instance = get_instance()
+    shards = layout.shard_order()
+    print(f"REALSYN_HOME={layout.root}  shards registered: {len(shards)}")
+    for assets_def in ALL_ASSETS:
+        key = assets_def.key
+        if assets_def.partitions_def is None:
+            event = instance.get_latest_materialization_event(key)
+            state = (
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(event.timestamp)) if event else "-"
+            )
+        else:
+            done = instance.get_materialized_partitions(key)
+            universe = (
+                shards
+                if isinstance(assets_def.partitions_def, dg.DynamicPartitionsDefinition)
+                else SCALES
+            )
+            state = f"{len(done & set(universe))}/{len(universe)} partitions"
+        print(f"  {key.to_user_string():22s} {state}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="realsyn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    home_help = "output folder (default: $REALSYN_HOME or ./realsyn_home)"
+
+    demo = sub.add_parser("demo", help="generate the demo corpus and materialize the whole graph")
+    demo.add_argument("--home", default=None, help=home_help)
+    demo.add_argument("--docs", type=int, default=240, help="documents in the demo corpus")
+    demo.add_argument("--shards", type=int, default=4, help="shards in the demo corpus")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=cmd_demo)
+
+    ingest = sub.add_parser("ingest", help="register shard files as `shard` partitions")
+    ingest.add_argument("paths", nargs="+")
+    ingest.add_argument("--home", default=None, help=home_help)
+    ingest.add_argument("--format", default="auto", choices=["auto", "obelics", "mmc4"])
+    ingest.add_argument(
+        "--extract",
+        action="store_true",
+        help="also materialize the per-shard extract/embed/dedup stage",
+    )
+    ingest.set_defaults(func=cmd_ingest)
+
+    run = sub.add_parser("run", help="materialize the whole graph for every registered shard")
+    run.add_argument("--home", default=None, help=home_help)
+    run.add_argument("--scales", nargs="*", choices=SCALES)
+    run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", help="print what is materialized")
+    status.add_argument("--home", default=None, help=home_help)
+    status.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Pure algorithms of the RealSyn pipeline: no Dagster imports here (see DESIGN.md §1)."""

@@ -1,0 +1,69 @@
+"""The one Definitions object: assets, checks, resources, jobs, sensor.
+
+Stages alternate between per-shard work and corpus-wide steps (word statistics, clusters), so
+the pipeline is a sequence of jobs: `realsyn demo` runs them in order, the UI can run any of them
+or an asset backfill across all of them.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from realsyn_assets.assets import ALL_ASSETS
+from realsyn_assets.checks import ALL_CHECKS
+from realsyn_assets.resources import (
+    EncoderResource,
+    GeneratorResource,
+    MetricsResource,
+    StorageResource,
+    VectorStoreResource,
+)
+from realsyn_assets.sensors import SHARD_STAGE_1, inbox_sensor
+
+# (job name, assets, partitions) in pipeline order.
+STAGES: list[tuple[str, list[str], str | None]] = [
+    (
+        SHARD_STAGE_1,
+        [
+            "raw_documents",
+            "extracted_images",
+            "extracted_sentences",
+            "image_embeddings",
+            "sentence_embeddings",
+            "image_dedup",
+        ],
+        "shard",
+    ),
+    ("word_statistics_job", ["word_statistics"], None),
+    ("shard_sentence_dedup_job", ["sentence_dedup"], "shard"),
+    ("sentence_clusters_job", ["sentence_clusters"], None),
+    ("shard_retrieve_job", ["retrieved_texts", "synthetic_texts"], "shard"),
+    ("image_clusters_job", ["image_clusters"], None),
+    ("scale_job", ["balanced_subset", "clip_checkpoint", "clip_evaluation"], "scale"),
+    ("quality_report_job", ["quality_report"], None),
+]
+
+JOBS = [
+    dg.define_asset_job(name, selection=dg.AssetSelection.assets(*assets))
+    for name, assets, _ in STAGES
+]
+
+
+def make_resources(home: str = "") -> dict:
+    """Resources for one REALSYN_HOME (empty = $REALSYN_HOME or ./realsyn_home at run time)."""
+    return {
+        "storage": StorageResource(home=home),
+        "metrics": MetricsResource(home=home),
+        "vectors": VectorStoreResource(home=home),
+        "encoder": EncoderResource(home=home),
+        "generator": GeneratorResource(),
+    }
+
+
+defs = dg.Definitions(
+    assets=ALL_ASSETS,
+    asset_checks=ALL_CHECKS,
+    jobs=JOBS,
+    sensors=[inbox_sensor],
+    resources=make_resources(),
+)

@@ -1,0 +1,15 @@
+"""Partitions: one dynamic partition per input shard file, three static dataset scales.
+
+Never partition by document or image: Dagster slows down beyond ~100k partitions, and a shard of
+a few thousand documents is the right unit of incremental work.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+SHARDS = "shard"
+shard_partitions = dg.DynamicPartitionsDefinition(name=SHARDS)
+
+SCALES = ["15M", "30M", "100M"]
+scale_partitions = dg.StaticPartitionsDefinition(SCALES)

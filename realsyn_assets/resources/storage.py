@@ -1,0 +1,62 @@
+"""The storage root as a Dagster resource, plus parquet helpers that write atomically."""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from realsyn_assets.resources.home import Home
+
+
+def write_table(table: pa.Table, path: Path) -> Path:
+    """Write parquet to a temporary name, then rename: a killed run leaves no half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+    return path
+
+
+def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist: materialize the upstream asset for this partition first"
+        )
+    return pq.read_table(path, columns=columns)
+
+
+class StorageResource(dg.ConfigurableResource):
+    """REALSYN_HOME: every output path is derived from it (empty = $REALSYN_HOME or ./realsyn_home)."""
+
+    home: str = ""
+    allow_download: bool = False  # fetch http(s) image URLs (bounded by timeout and size)
+    download_timeout_s: float = 10.0
+    max_image_bytes: int = 50 * 2**20
+    workers: int = 0  # processes for image decoding; 0 = number of CPU cores
+
+    @property
+    def layout(self) -> Home:
+        return Home(self.home or None)
+
+    def cpu_workers(self) -> int:
+        return self.workers or max(1, os.cpu_count() or 1)
+
+    def shard_files(
+        self, asset: str, keys: list[str] | None = None, suffix: str = ".parquet"
+    ) -> list[Path]:
+        """Existing per-shard outputs of an asset, in shard registration order."""
+        home = self.layout
+        order = keys if keys is not None else home.shard_order()
+        paths = [home.partition_file(asset, key, suffix) for key in order]
+        return [path for path in paths if path.exists()]
+
+    def read_shards(
+        self, asset: str, keys: list[str] | None = None, columns: list[str] | None = None
+    ) -> pa.Table:
+        """Concatenate an asset's per-shard tables (registered shards only, registration order)."""
+        tables = [pq.read_table(path, columns=columns) for path in self.shard_files(asset, keys)]
+        if not tables:
+            raise FileNotFoundError(f"no materialized shards of {asset} under {self.layout.root}")
+        return pa.concat_tables(tables, promote_options="default")

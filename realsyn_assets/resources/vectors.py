@@ -1,0 +1,85 @@
+"""LanceDB tables of embeddings (`images`, `sentences`), one row per item, replaced per shard."""
+
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+
+from realsyn_assets.resources.home import Home
+
+
+def vectors_column(vectors: np.ndarray) -> pa.FixedSizeListArray:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+
+
+def table_vectors(table: pa.Table, column: str = "vector") -> np.ndarray:
+    """The vector column of an Arrow table as a float32 (n, d) matrix without a Python loop."""
+    col = table.column(column).combine_chunks()
+    if len(col) == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    width = col.type.list_size
+    return col.values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, width)
+
+
+class VectorStoreResource(dg.ConfigurableResource):
+    """LanceDB at <home>/lancedb unless `uri` is given (object-store URIs work too)."""
+
+    home: str = ""
+    uri: str = ""
+
+    @property
+    def location(self) -> str:
+        return self.uri or str(Home(self.home or None).lancedb_uri)
+
+    def connect(self):
+        import lancedb
+
+        if "://" not in self.location:
+            Path(self.location).mkdir(parents=True, exist_ok=True)
+        return lancedb.connect(self.location)
+
+    def _open(self, db, table_name: str):
+        try:
+            return db.open_table(table_name)
+        except (ValueError, FileNotFoundError):
+            return None
+
+    def replace_shard(self, table_name: str, shard: str, data: pa.Table) -> int:
+        """Delete the shard's rows, then add the new ones: reruns never duplicate rows.
+
+        Returns the table version after the write (recorded as metadata).
+        """
+        db = self.connect()
+        table = self._open(db, table_name)
+        if table is None:
+            if data.num_rows == 0:
+                return 0
+            table = db.create_table(table_name, data=data)
+            return int(table.version)
+        table.delete(f"shard = '{shard.replace(chr(39), chr(39) * 2)}'")
+        if data.num_rows:
+            table.add(data)
+        return int(table.version)
+
+    def read(
+        self, table_name: str, shards: list[str] | None = None, columns: list[str] | None = None
+    ) -> pa.Table:
+        table = self._open(self.connect(), table_name)
+        if table is None:
+            raise FileNotFoundError(
+                f"LanceDB table {table_name!r} does not exist at {self.location}"
+            )
+        lance_ds = table.to_lance()
+        flt = None
+        if shards is not None:
+            if not shards:
+                return lance_ds.to_table(columns=columns, limit=0)
+            quoted = ", ".join("'" + s.replace("'", "''") + "'" for s in shards)
+            flt = f"shard IN ({quoted})"
+        return lance_ds.to_table(columns=columns, filter=flt)
+
+    def version(self, table_name: str) -> int:
+        table = self._open(self.connect(), table_name)
+        return 0 if table is None else int(table.version)

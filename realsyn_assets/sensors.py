@@ -1,0 +1,38 @@
+"""A sensor that registers shard files dropped into <home>/inbox as `shard` partitions."""
+
+import dagster as dg
+
+from realsyn_assets.partitions import SHARDS
+from realsyn_assets.resources import StorageResource
+from realsyn_assets.resources.home import is_shard_file
+
+SHARD_STAGE_1 = "shard_extract_job"
+
+
+@dg.sensor(
+    job_name=SHARD_STAGE_1,
+    minimum_interval_seconds=30,
+    description="Registers new shard files in <home>/inbox and extracts + embeds them.",
+)
+def inbox_sensor(context: dg.SensorEvaluationContext, storage: StorageResource) -> dg.SensorResult:
+    home = storage.layout
+    home.inbox.mkdir(parents=True, exist_ok=True)
+    known = {entry.path for entry in home.shards().values()}
+    files = sorted(p.resolve() for p in home.inbox.iterdir() if is_shard_file(p))
+    new = [p for p in files if str(p) not in known]
+    if not new:
+        return dg.SensorResult(skip_reason=f"no new shard files in {home.inbox}")
+    entries = home.register_shards(new)
+    keys = [e.key for e in entries]
+    existing = set(context.instance.get_dynamic_partitions(SHARDS))
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(partition_key=k, run_key=f"{k}:{e.path}")
+            for k, e in zip(keys, entries, strict=True)
+        ],
+        dynamic_partitions_requests=[
+            dg.AddDynamicPartitionsRequest(
+                partitions_def_name=SHARDS, partition_keys=[k for k in keys if k not in existing]
+            )
+        ],
+    )

@@ -1,0 +1,54 @@
+"""Real interleaved data (../shared/data/wikipedia_raycharles_interleaved), when present."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from realsyn_assets_tests.conftest import SHARED_DATA
+
+WIKI = SHARED_DATA / "wikipedia_raycharles_interleaved" / "docs.jsonl"
+pytestmark = pytest.mark.skipif(not WIKI.exists(), reason="shared Wikipedia sample not available")
+
+
+def test_wikipedia_shard_counts_are_plausible(tmp_path, monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    from realsyn_assets import pipeline
+
+    layout = pipeline.prepare_environment(tmp_path / "home")
+    monkeypatch.setenv("REALSYN_HOME", str(layout.root))
+    monkeypatch.setenv("DAGSTER_HOME", str(layout.dagster_home))
+    (key,) = pipeline.register(layout, [WIKI])
+    for job, partition in (
+        ("shard_extract_job", key),
+        ("word_statistics_job", None),
+        ("shard_sentence_dedup_job", key),
+    ):
+        report = pipeline.run_stage(job, partition)
+        assert report.success and not report.checks_failed, report.checks_failed
+
+    con = duckdb.connect(str(layout.metrics_db), read_only=True)
+    counts = {
+        (s, m): v
+        for s, m, v in con.execute("SELECT stage, metric, value FROM stage_counts").fetchall()
+    }
+    reasons = {
+        (s, r): n
+        for s, r, n in con.execute("SELECT stage, reason, count FROM rejections").fetchall()
+    }
+    con.close()
+    # README of the sample: 124 documents, 123 image slots, 108 unique files (15 slots reuse one)
+    assert counts[("raw_documents", "documents_kept")] == 124
+    assert counts[("raw_documents", "image_slots")] == 123
+    assert reasons[("extracted_images", "duplicate_in_shard")] == 15
+    # median shorter side is 220 px, so most unique images pass the size/aspect filter
+    assert 80 <= counts[("extracted_images", "images_kept")] <= 108
+    # 3,936 text blocks, 77.6k words: thousands of sentences, many kept
+    assert counts[("extracted_sentences", "text_blocks")] == 3936 - 0
+    assert 3000 <= counts[("extracted_sentences", "sentences_in")] <= 8000
+    kept = counts[("extracted_sentences", "sentences_kept")]
+    assert 0.4 * counts[("extracted_sentences", "sentences_in")] <= kept
+    # headings and "References" lines are the too_short noise this sample is known for
+    assert reasons[("extracted_sentences", "too_short")] > 100
+    # the entropy filter keeps most real prose
+    assert counts[("sentence_dedup", "sentences_kept")] >= 0.6 * kept
