@@ -74,7 +74,7 @@ def _print_outputs(layout) -> None:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from realsyn_assets.pipeline import prepare_environment, register, run_stage
-    from realsyn_assets.sensors import SHARD_STAGE_1
+    from realsyn_assets.sensors import SHARD_INGEST_JOB
 
     layout = prepare_environment(args.home)
     paths = [Path(p) for p in args.paths]
@@ -87,7 +87,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(f"registered shard {key} <- {path}")
     if args.extract:
         for key in keys:
-            _print_stage(run_stage(SHARD_STAGE_1, key))
+            _print_stage(run_stage(SHARD_INGEST_JOB, key))
     return 0
 
 
@@ -129,6 +129,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    module = importlib.import_module(f"realsyn_assets.bench.{args.name}")
+    return int(module.main(args.args) or 0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="realsyn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="print what is materialized")
     status.add_argument("--home", default=None, help=home_help)
     status.set_defaults(func=cmd_status)
+    from realsyn_assets.bench import NAMES
+
+    bench = sub.add_parser("bench", help="benchmarks (JSON on stdout): " + ", ".join(NAMES))
+    bench.add_argument("name", choices=NAMES)
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="options of that benchmark")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

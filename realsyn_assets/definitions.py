@@ -18,22 +18,13 @@ from realsyn_assets.resources import (
     StorageResource,
     VectorStoreResource,
 )
-from realsyn_assets.sensors import SHARD_STAGE_1, inbox_sensor
+from realsyn_assets.sensors import SHARD_INGEST_JOB, inbox_sensor
 
 # (job name, assets, partitions) in pipeline order.
 STAGES: list[tuple[str, list[str], str | None]] = [
-    (
-        SHARD_STAGE_1,
-        [
-            "raw_documents",
-            "extracted_images",
-            "extracted_sentences",
-            "image_embeddings",
-            "sentence_embeddings",
-            "image_dedup",
-        ],
-        "shard",
-    ),
+    ("shard_extract_job", ["raw_documents", "extracted_images", "extracted_sentences"], "shard"),
+    ("bootstrap_encoder_job", ["bootstrap_encoder"], None),
+    ("shard_embed_job", ["image_embeddings", "sentence_embeddings", "image_dedup"], "shard"),
     ("word_statistics_job", ["word_statistics"], None),
     ("shard_sentence_dedup_job", ["sentence_dedup"], "shard"),
     ("sentence_clusters_job", ["sentence_clusters"], None),
@@ -43,9 +34,15 @@ STAGES: list[tuple[str, list[str], str | None]] = [
     ("quality_report_job", ["quality_report"], None),
 ]
 
+# A new shard on its own (sensor, `realsyn ingest --extract`): every per-shard step up to dedup,
+# embedded with the encoder as it is (the bootstrap encoder is not retrained).
+SHARD_INGEST_ASSETS = STAGES[0][1] + STAGES[2][1]
+
 JOBS = [
     dg.define_asset_job(name, selection=dg.AssetSelection.assets(*assets))
     for name, assets, _ in STAGES
+] + [
+    dg.define_asset_job(SHARD_INGEST_JOB, selection=dg.AssetSelection.assets(*SHARD_INGEST_ASSETS))
 ]
 
 

@@ -6,11 +6,11 @@ from realsyn_assets.partitions import SHARDS
 from realsyn_assets.resources import StorageResource
 from realsyn_assets.resources.home import is_shard_file
 
-SHARD_STAGE_1 = "shard_extract_job"
+SHARD_INGEST_JOB = "shard_ingest_job"
 
 
 @dg.sensor(
-    job_name=SHARD_STAGE_1,
+    job_name=SHARD_INGEST_JOB,
     minimum_interval_seconds=30,
     description="Registers new shard files in <home>/inbox and extracts + embeds them.",
 )

@@ -13,6 +13,7 @@ from realsyn_assets.core.encoder import (
     EncoderSpec,
     UnreadableImageError,
     ensure_local_weights,
+    torch_threads,
 )
 from realsyn_assets.core.train import TrainConfig, TrainSample, train_clip
 
@@ -47,7 +48,9 @@ def trained_checkpoint(images, tmp_path_factory) -> Path:
         TrainSample(str(p), [f"a {NAMES[i % len(NAMES)]} circle"]) for i, p in enumerate(images)
     ]
     out = tmp_path_factory.mktemp("trained")
-    return train_clip(samples, TrainConfig(batch_size=10, epochs=3), out).checkpoint_path
+    return train_clip(
+        samples, TrainConfig(batch_size=10, epochs=3, num_threads=1), out
+    ).checkpoint_path
 
 
 def test_local_weights_created_once_and_deterministic(tmp_path):
@@ -163,6 +166,23 @@ def test_missing_checkpoint_and_bad_settings_are_clear(weights_dir, tmp_path):
         enc.encode_texts(["x"])
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         _ = enc.identity
+    import torch
+
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"state_dict": {"visual.proj": torch.zeros(3, 3)}}, wrong)
+    with pytest.raises(RuntimeError, match="wrong.pt.*different model"):
+        Encoder(EncoderSpec(checkpoint=str(wrong)), weights_dir).encode_texts(["x"])
     with pytest.raises(ValueError, match="precision"):
         Encoder(replace(EncoderSpec(), precision="int8"), weights_dir)
     assert os.path.isdir(weights_dir)
+
+
+def test_torch_threads_is_temporary():
+    import torch
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before

@@ -69,7 +69,8 @@ def test_short_run_lowers_loss_and_writes_checkpoint_and_plot(shapes, tmp_path):
     import torch
 
     messages: list[str] = []
-    cfg = TrainConfig(epochs=20, batch_size=16, log_every=10)  # 32 samples -> 2 steps/epoch
+    # 32 samples -> 2 steps/epoch; 1 thread keeps the test fast on a busy 2-core machine
+    cfg = TrainConfig(epochs=20, batch_size=16, log_every=10, num_threads=1)
     result = train_clip(shapes[:32], cfg, tmp_path / "run", log=messages.append)
 
     assert result.steps == 40 and len(result.losses) == 40
@@ -122,7 +123,7 @@ def test_onecycle_schedule_peaks_at_paper_lr():
 def test_training_is_deterministic_for_a_seed_and_any_worker_count(shapes, tmp_path):
     import torch
 
-    cfg = TrainConfig(batch_size=8, max_steps=3, epochs=2)
+    cfg = TrainConfig(batch_size=8, max_steps=3, epochs=2, num_threads=1)
     a = train_clip(shapes[:16], cfg, tmp_path / "a")
     b = train_clip(shapes[:16], replace(cfg, num_workers=2), tmp_path / "b")
     c = train_clip(shapes[:16], replace(cfg, seed=1), tmp_path / "c")
@@ -139,7 +140,9 @@ def test_tiny_datasets_and_size_one_batches(shapes, tmp_path):
     assert steps_per_epoch(65, 64) == 1  # trailing batch of one is skipped
     assert steps_per_epoch(66, 64) == 2
     assert steps_per_epoch(1, 64) == 0
-    result = train_clip(shapes[:3], TrainConfig(batch_size=2, epochs=2), tmp_path / "tiny")
+    result = train_clip(
+        shapes[:3], TrainConfig(batch_size=2, epochs=2, num_threads=1), tmp_path / "tiny"
+    )
     assert result.steps == 2  # per epoch: a batch of 2, then a skipped batch of 1
     with pytest.raises(ValueError, match="nothing to train"):
         train_clip(shapes[:1], TrainConfig(), tmp_path / "one")

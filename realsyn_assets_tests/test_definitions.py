@@ -12,6 +12,7 @@ from realsyn_assets_tests.conftest import REPO
 
 EXPECTED = {
     "raw_documents",
+    "bootstrap_encoder",
     "extracted_images",
     "extracted_sentences",
     "word_statistics",

@@ -53,12 +53,12 @@ def test_rematerializing_a_shard_is_idempotent(small_home):
 
     layout, keys = small_home
     for key in keys:
-        assert run_stage("shard_extract_job", key).success
+        assert run_stage("shard_ingest_job", key).success
     first = _snapshot(layout)
     assert len(first[0]) > 10 and len(first[1]) > 30
     # rerun the first shard (and its dedup, compared with nothing earlier) and the second
     for key in keys:
-        report = run_stage("shard_extract_job", key)
+        report = run_stage("shard_ingest_job", key)
         assert report.success and not report.checks_failed
     second = _snapshot(layout)
     assert first == second

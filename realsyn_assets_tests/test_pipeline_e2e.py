@@ -157,3 +157,32 @@ def test_status_lists_materializations(demo_home):
 def test_partition_files_exist_per_shard(demo_home, asset):
     assert len(list((demo_home / "data" / asset).glob("shard-*.parquet"))) >= 3
     assert np.all([p.stat().st_size > 0 for p in (demo_home / "data" / asset).glob("*.parquet")])
+
+
+def _stage_counts(demo_home, stage: str) -> dict[str, float]:
+    con = duckdb.connect(str(demo_home / "metrics.duckdb"), read_only=True)
+    rows = con.execute("SELECT metric, value FROM stage_counts WHERE stage=?", [stage]).fetchall()
+    con.close()
+    return dict(rows)
+
+
+def test_bootstrap_encoder_lowers_loss_and_beats_random_weights(demo_home):
+    counts = _stage_counts(demo_home, "bootstrap_encoder")
+    assert counts["loss_last"] < counts["loss_first"]
+    assert counts["random_precision_text1"] <= 0.1
+    assert counts["bootstrap_precision_text1"] >= counts["random_precision_text1"] + 0.15
+    # the embeddings were computed with the bootstrap checkpoint
+    stdout = (demo_home / "demo_stdout.txt").read_text()
+    assert "bootstrap_encoder" in stdout
+
+
+def test_hierarchical_retrieval_matches_exact_on_the_demo(demo_home):
+    con = duckdb.connect(str(demo_home / "metrics.duckdb"), read_only=True)
+    recalls = [
+        v
+        for (v,) in con.execute(
+            "SELECT value FROM stage_counts WHERE stage='retrieved_texts' AND metric='recall_at_3_vs_exact'"
+        ).fetchall()
+    ]
+    con.close()
+    assert len(recalls) == 3 and min(recalls) >= 0.8

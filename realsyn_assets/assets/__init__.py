@@ -1,6 +1,7 @@
 """Thin Dagster wrappers around core/, one module per asset group."""
 
 from realsyn_assets.assets.balance import balanced_subset, image_clusters
+from realsyn_assets.assets.bootstrap import bootstrap_encoder
 from realsyn_assets.assets.dedup import image_dedup, sentence_dedup
 from realsyn_assets.assets.embed import image_embeddings, sentence_embeddings
 from realsyn_assets.assets.extract import extracted_images, extracted_sentences, word_statistics
@@ -15,6 +16,7 @@ ALL_ASSETS = [
     extracted_images,
     extracted_sentences,
     word_statistics,
+    bootstrap_encoder,
     image_embeddings,
     sentence_embeddings,
     image_dedup,

@@ -36,16 +36,23 @@ class ImageClusterConfig(dg.Config):
 class BalanceConfig(dg.Config):
     seed: int = 0
     eval_fraction: float = 0.05  # held out (by image-id hash) for clip_evaluation
+    min_eval_images: int = 16
     samples_per_tar: int = 1000
 
 
-def eval_split(image_ids: list[str], fraction: float) -> list[str]:
-    """Deterministic split by id hash: the same image is held out at every scale."""
+def eval_split(image_ids: list[str], fraction: float, min_count: int = 16) -> list[str]:
+    """Deterministic held-out split by id hash: the same image is held out at every scale.
+
+    At least `min_count` images (the lowest hashes) are held out so small subsets still get a
+    usable evaluation set.
+    """
 
     def bucket(iid: str) -> float:
         return int(hashlib.sha1(iid.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
-    return ["eval" if bucket(i) < fraction else "train" for i in image_ids]
+    buckets = [bucket(i) for i in image_ids]
+    cutoff = sorted(buckets)[min(min_count, len(buckets)) - 1] if buckets else 0.0
+    return ["eval" if b < fraction or b <= cutoff else "train" for b in buckets]
 
 
 @dg.asset(
@@ -214,7 +221,12 @@ def balanced_subset(
     selected = candidates[balance_core.cap_per_cluster(labels, cap, seed=config.seed)]
     table = subset_rows(storage, assignments, selected)
     table = table.append_column(
-        "split", pa.array(eval_split(table.column("image_id").to_pylist(), config.eval_fraction))
+        "split",
+        pa.array(
+            eval_split(
+                table.column("image_id").to_pylist(), config.eval_fraction, config.min_eval_images
+            )
+        ),
     )
     out_dir = storage.layout.asset_dir("balanced_subset") / scale
     parquet = export_core.write_parquet_atomic(table, out_dir / "realsyn.parquet")

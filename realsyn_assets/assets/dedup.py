@@ -24,7 +24,7 @@ from realsyn_assets.resources import (
     StorageResource,
     VectorStoreResource,
 )
-from realsyn_assets.resources.storage import read_table, write_table
+from realsyn_assets.resources.storage import read_table, save_npy, write_table
 
 EXACT, PERCEPTUAL, SEMANTIC = "exact_duplicate", "perceptual_duplicate", "semantic_duplicate"
 
@@ -32,13 +32,17 @@ EXACT, PERCEPTUAL, SEMANTIC = "exact_duplicate", "perceptual_duplicate", "semant
 class ImageDedupConfig(dg.Config):
     phash_max_distance: int = 6  # Hamming distance on 64-bit pHash
     semantic_threshold: float = 0.95  # cosine of image embeddings
-    semantic_with_random_encoder: bool = False  # random weights make cosine meaningless
+    semantic_with_weak_encoder: bool = False  # random/bootstrap weights: cosine is not "same image"
 
 
 class SentenceDedupConfig(dg.Config):
     entropy_threshold: float = ENTROPY_THRESHOLD  # paper: 0.3 (normalised, see core/semantic.py)
+    # MinHash Jaccard of char 4-grams. 0.45 maximises recall on generated near-duplicates of the
+    # Wikipedia sample (0.965 at precision 1.0), but templated yet different sentences (the demo
+    # corpus, boilerplate-heavy sites) share ~0.5 of their 4-grams; 0.65 keeps precision first.
+    text_near_duplicate_threshold: float = 0.65
     semantic_threshold: float = 0.95
-    semantic_with_random_encoder: bool = False
+    semantic_with_weak_encoder: bool = False
 
 
 def earlier_shards(storage: StorageResource, key: str) -> list[str]:
@@ -119,8 +123,10 @@ def semantic_stage(matrix: np.ndarray, n_earlier: int, threshold: float):
     )
 
 
-def _trusted(encoder, allow_random: bool) -> bool:
-    return allow_random or not encoder.source.startswith("local-random")
+def _trusted(encoder: EncoderResource, force: bool) -> bool:
+    """Semantic dedup needs an encoder whose cosine means "same picture": a configured
+    pretrained model or checkpoint. Random and bootstrap weights only with `force`."""
+    return force or encoder.kind() in ("pretrained", "checkpoint")
 
 
 @dg.asset(
@@ -175,8 +181,7 @@ def image_dedup(
             ),
         ),
     ]
-    enc = encoder.get()
-    semantic = _trusted(enc, config.semantic_with_random_encoder)
+    semantic = _trusted(encoder, config.semantic_with_weak_encoder)
     if semantic and current.num_rows:
         e_shards = earlier.column("shard").to_pylist() if earlier is not None else []
         matrix = aligned_vectors(
@@ -216,13 +221,52 @@ def image_dedup(
     )
 
 
+def perplexities(storage: StorageResource, texts: list[str]) -> tuple[np.ndarray, float, float]:
+    """Perplexity of each sentence under the corpus model chosen by word_statistics, and its window."""
+    import json
+
+    from realsyn_assets.core.perplexity import GPT2Scorer, NGramScorer
+
+    folder = storage.layout.asset_dir("word_statistics")
+    window = json.loads((folder / "perplexity_window.json").read_text())
+    if window["scorer"] == "gpt2":
+        ppl = GPT2Scorer(window["model"]).perplexity(texts)
+    else:
+        # every sentence is part of the model's corpus: score it leave-one-out
+        ppl = NGramScorer.load(folder / "ngram.npz").perplexity(texts, exclude_self=True)
+    return np.asarray(ppl, dtype=np.float64), float(window["low"]), float(window["high"])
+
+
+def text_signatures(
+    storage: StorageResource, shard: str, texts: list[str] | None = None
+) -> np.ndarray:
+    """MinHash signatures of a shard's extracted sentences, stored once and reused by later shards."""
+    from realsyn_assets.core.text_dedup import minhash_signatures
+
+    path = storage.layout.partition_file("sentence_dedup", shard, ".minhash.npy")
+    if texts is None and path.exists():
+        return np.load(path)
+    if texts is None:
+        texts = (
+            read_table(
+                storage.layout.partition_file("extracted_sentences", shard), columns=["text"]
+            )
+            .column("text")
+            .to_pylist()
+        )
+    signatures = minhash_signatures(texts)
+    save_npy(signatures, path)
+    return signatures
+
+
 @dg.asset(
     group_name="dedup",
     partitions_def=shard_partitions,
     deps=["extracted_sentences", "sentence_embeddings", "word_statistics"],
     description="Semantic and redundancy filters for one shard's sentences: information entropy "
-    "with corpus word probabilities (< 0.3 dropped), then exact (normalised text) and semantic "
-    "(embedding cosine) duplicates against every earlier shard.",
+    "with corpus word probabilities (< 0.3 dropped) and the perplexity window, then exact "
+    "(normalised text), near-duplicate (MinHash) and semantic (embedding cosine) duplicates "
+    "against every earlier shard.",
 )
 def sentence_dedup(
     context: dg.AssetExecutionContext,
@@ -232,23 +276,30 @@ def sentence_dedup(
     vectors: VectorStoreResource,
     encoder: EncoderResource,
 ) -> dg.MaterializeResult:
+    from realsyn_assets.core.perplexity import window_rejections
+    from realsyn_assets.core.text_dedup import near_duplicate_pairs
+
     home = storage.layout
     key = context.partition_key
     current = read_table(
         home.partition_file("extracted_sentences", key),
         columns=["sentence_id", "shard", "doc_id", "position", "sent_index", "text"],
     )
+    texts = current.column("text").to_pylist()
+    # semantic filter (paper §3.1): information entropy, then perplexity window
     words = read_table(home.asset_dir("word_statistics") / "words.parquet")
     counts_by_word = dict(
         zip(words.column("word").to_pylist(), words.column("count").to_pylist(), strict=True)
     )
     total = sum(counts_by_word.values())
-    entropy = np.array(
-        [normalised_entropy(t, counts_by_word, total) for t in current.column("text").to_pylist()],
-        dtype=np.float32,
-    )
-    informative = entropy >= config.entropy_threshold
+    entropy = np.array([normalised_entropy(t, counts_by_word, total) for t in texts], np.float32)
+    ppl, low, high = perplexities(storage, texts) if texts else (np.zeros(0), 0.0, 0.0)
+    semantic_reasons = [
+        "low_entropy" if h < config.entropy_threshold else r
+        for h, r in zip(entropy, window_rejections(ppl, low, high), strict=True)
+    ]
 
+    # redundancy filter: exact, near-duplicate text (MinHash), semantic (embeddings)
     before = earlier_shards(storage, key)
     earlier = (
         storage.read_shards("extracted_sentences", before, columns=["sentence_id", "shard"])
@@ -258,23 +309,40 @@ def sentence_dedup(
     e_ids = earlier.column("sentence_id").to_pylist() if earlier is not None else []
     c_ids = current.column("sentence_id").to_pylist()
     n_e = len(e_ids)
-    stages = [(EXACT, lambda: exact_pairs(e_ids, c_ids))]
-    enc = encoder.get()
-    semantic = _trusted(enc, config.semantic_with_random_encoder)
+    e_shards = earlier.column("shard").to_pylist() if earlier is not None else []
+    signatures = (
+        np.concatenate(
+            [text_signatures(storage, s) for s in dict.fromkeys(e_shards)]
+            + [text_signatures(storage, key, texts)]
+        )
+        if texts
+        else np.zeros((0, 64), np.uint64)
+    )
+    stages = [
+        (EXACT, lambda: exact_pairs(e_ids, c_ids)),
+        (
+            PERCEPTUAL,
+            lambda: _offset_query_pairs(
+                near_duplicate_pairs(
+                    signatures, config.text_near_duplicate_threshold, query=signatures[n_e:]
+                ),
+                n_e,
+            ),
+        ),
+    ]
+    semantic = _trusted(encoder, config.semantic_with_weak_encoder)
     if semantic and current.num_rows:
-        e_shards = earlier.column("shard").to_pylist() if earlier is not None else []
         matrix = aligned_vectors(
             vectors, "sentences", "sentence_id", e_shards + [key] * len(c_ids), e_ids + c_ids, key
         )
         stages.append(semantic_stage(matrix, n_e, config.semantic_threshold))
     keep, reasons, rep = decide(n_e, len(c_ids), stages)
     all_ids = e_ids + c_ids
-    final_reasons = [
-        "low_entropy" if not inf else r for inf, r in zip(informative, reasons, strict=True)
-    ]
-    final_keep = keep & informative
+    final_reasons = [sr or r for sr, r in zip(semantic_reasons, reasons, strict=True)]
+    final_keep = np.array([r is None for r in final_reasons], dtype=bool)
     out_table = (
         current.append_column("entropy", pa.array(entropy))
+        .append_column("perplexity", pa.array(ppl, pa.float64()))
         .append_column("kept", pa.array(final_keep))
         .append_column("reason", pa.array(final_reasons, pa.string()))
         .append_column(
@@ -289,10 +357,11 @@ def sentence_dedup(
         "sentences_in": len(c_ids),
         "sentences_kept": int(final_keep.sum()),
         "sentences_removed": int((~final_keep).sum()),
-        "low_entropy": int((~informative).sum()),
+        "after_semantic_filter": int(sum(r is None for r in semantic_reasons)),
         "compared_with_earlier": n_e,
         "semantic_enabled": int(semantic),
         "entropy_mean": float(entropy.mean()) if len(entropy) else 0.0,
+        "perplexity_median": float(np.median(ppl)) if len(ppl) else 0.0,
     }
     return dg.MaterializeResult(
         metadata=stage_metadata(

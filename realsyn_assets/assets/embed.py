@@ -16,10 +16,11 @@ from realsyn_assets.resources.storage import read_table
 from realsyn_assets.resources.vectors import vectors_column
 
 
-def _embedding_metadata(encoder, vectors: np.ndarray, version: int) -> dict:
+def _embedding_metadata(resource, encoder, vectors: np.ndarray, version: int) -> dict:
     norms = np.linalg.norm(vectors, axis=1) if len(vectors) else np.ones(1)
     return {
         "encoder": encoder.identity,
+        "encoder_kind": resource.kind(),
         "encoder_source": encoder.source,
         "dim": int(encoder.dim),
         "lancedb_table_version": version,
@@ -31,7 +32,7 @@ def _embedding_metadata(encoder, vectors: np.ndarray, version: int) -> dict:
 @dg.asset(
     group_name="embed",
     partitions_def=shard_partitions,
-    deps=["extracted_images"],
+    deps=["extracted_images", "bootstrap_encoder"],
     pool="encoder",
     description="Image embeddings of one shard's kept images in the LanceDB table `images` "
     "(id, shard, lineage, vector); a rerun replaces the shard's rows.",
@@ -55,14 +56,14 @@ def image_embeddings(
     version = vectors.replace_shard("images", key, table)
     counts = {"images_embedded": table.num_rows}
     meta = stage_metadata(metrics, "image_embeddings", key, counts)
-    meta.update(_embedding_metadata(enc, vecs, version))
+    meta.update(_embedding_metadata(encoder, enc, vecs, version))
     return dg.MaterializeResult(metadata=meta)
 
 
 @dg.asset(
     group_name="embed",
     partitions_def=shard_partitions,
-    deps=["extracted_sentences"],
+    deps=["extracted_sentences", "bootstrap_encoder"],
     pool="encoder",
     description="Sentence embeddings of one shard's kept sentences in the LanceDB table "
     "`sentences` (id, shard, lineage, text, vector); a rerun replaces the shard's rows.",
@@ -86,7 +87,7 @@ def sentence_embeddings(
     version = vectors.replace_shard("sentences", key, table)
     counts = {"sentences_embedded": table.num_rows}
     meta = stage_metadata(metrics, "sentence_embeddings", key, counts)
-    meta.update(_embedding_metadata(enc, vecs, version))
+    meta.update(_embedding_metadata(encoder, enc, vecs, version))
     return dg.MaterializeResult(metadata=meta)
 
 

@@ -3,16 +3,26 @@
 from collections import Counter
 
 import dagster as dg
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from realsyn_assets.assets._common import rejection_counts, stage_metadata
 from realsyn_assets.core import images as image_core
 from realsyn_assets.core import sentences as sentence_core
+from realsyn_assets.core.caption_filter import cat_rejection
 from realsyn_assets.core.documents import fetch_image_bytes
 from realsyn_assets.core.ids import image_id, sentence_id
+from realsyn_assets.core.perplexity import (
+    PAPER_PPL_WINDOW,
+    PAPER_SEMANTIC_KEEP_FRACTION,
+    NGramScorer,
+    calibrate_window,
+)
 from realsyn_assets.core.semantic import WORD_PATTERN
 from realsyn_assets.partitions import shard_partitions
 from realsyn_assets.resources import MetricsResource, StorageResource
+from realsyn_assets.resources.home import atomic_write_bytes
 from realsyn_assets.resources.storage import read_table, write_table
 
 DUPLICATE_IN_SHARD = "duplicate_in_shard"
@@ -27,6 +37,9 @@ class ImageExtractConfig(dg.Config):
 class SentenceExtractConfig(dg.Config):
     min_words: int = 3  # paper: 3..81 words
     max_words: int = 81
+    cat_filter: bool = True  # paper: caption complexity >= C1 and an action (CAT)
+    min_complexity: int = 1
+    require_action: bool = True
 
 
 @dg.asset(
@@ -206,6 +219,8 @@ def extracted_sentences(
                 "text": sentence,
             }
             reason = sentence_core.sentence_rejection(sentence, rules)
+            if reason is None and config.cat_filter:
+                reason = cat_rejection(sentence, config.min_complexity, config.require_action)
             sid = sentence_id(sentence)
             if reason is None and sid in seen:
                 reason = DUPLICATE_IN_SHARD
@@ -232,14 +247,54 @@ def extracted_sentences(
     )
 
 
+class WordStatisticsConfig(dg.Config):
+    perplexity_scorer: str = "ngram"  # "ngram" (offline, calibrated window) | "gpt2" (paper)
+    gpt2_model: str = "gpt2-large"  # local path or hub name, with the `lm` extra
+    keep_fraction: float = PAPER_SEMANTIC_KEEP_FRACTION  # n-gram window keeps this share
+
+
+def fit_language_model(
+    storage: StorageResource, files: list[str], config: WordStatisticsConfig
+) -> dict:
+    """Fit the offline n-gram scorer on the whole corpus and choose its perplexity window.
+
+    GPT-2 uses the paper's 30-200 window as is; an n-gram model's perplexities live on another
+    scale, so its window keeps the fraction of sentences the paper's semantic stage keeps.
+    """
+    import json
+
+    out_dir = storage.layout.asset_dir("word_statistics")
+    if config.perplexity_scorer == "gpt2":
+        low, high = PAPER_PPL_WINDOW
+        window = {"scorer": "gpt2", "model": config.gpt2_model, "low": low, "high": high}
+    else:
+        texts = pq.read_table(files, columns=["text"]).column("text").to_pylist() if files else []
+        model, ppl = NGramScorer.fit_perplexity(texts)
+        model.save(out_dir / "ngram.npz")
+        low, high = calibrate_window(ppl, config.keep_fraction)
+        window = {
+            "scorer": "ngram",
+            "low": float(low),
+            "high": float(high),
+            "keep_fraction_target": config.keep_fraction,
+            "ppl_median": float(np.median(ppl)) if len(ppl) else 0.0,
+        }
+    atomic_write_bytes(out_dir / "perplexity_window.json", json.dumps(window).encode())
+    return {"ppl_window_low": float(low), "ppl_window_high": float(high)}
+
+
 @dg.asset(
     group_name="extract",
     deps=[dg.AssetDep("extracted_sentences", partition_mapping=dg.AllPartitionMapping())],
-    description="Word counts over every kept sentence of every shard (computed with DuckDB); the "
-    "corpus word probabilities of the entropy filter (paper Eq. 1).",
+    description="Corpus statistics of every kept sentence of every shard: word counts with DuckDB "
+    "(the word probabilities of the entropy filter, paper Eq. 1) and a word trigram model with "
+    "its calibrated perplexity window (the offline stand-in for GPT-2 perplexity, paper Eq. 2).",
 )
 def word_statistics(
-    context: dg.AssetExecutionContext, storage: StorageResource, metrics: MetricsResource
+    context: dg.AssetExecutionContext,
+    config: WordStatisticsConfig,
+    storage: StorageResource,
+    metrics: MetricsResource,
 ) -> dg.MaterializeResult:
     import duckdb
 
@@ -270,6 +325,7 @@ def word_statistics(
         )
     )
     counts = {"shards": len(files), "vocabulary": table.num_rows, "words_total": total}
+    counts.update(fit_language_model(storage, files, config))
     meta = stage_metadata(metrics, "word_statistics", "__all__", counts, None, table, out)
     meta["top_words"] = dg.MetadataValue.json(dict(top))
     return dg.MaterializeResult(metadata=meta)

@@ -1,8 +1,5 @@
 """retrieve: sentence k-means and hierarchical image -> sentence retrieval (paper §3.2)."""
 
-import os
-from pathlib import Path
-
 import dagster as dg
 import numpy as np
 import pyarrow as pa
@@ -14,7 +11,7 @@ from realsyn_assets.core import kmeans as kmeans_core
 from realsyn_assets.core import retrieval as retrieval_core
 from realsyn_assets.partitions import shard_partitions
 from realsyn_assets.resources import MetricsResource, StorageResource, VectorStoreResource
-from realsyn_assets.resources.storage import read_table, write_table
+from realsyn_assets.resources.storage import read_table, save_npy, write_table
 
 ALL_SHARDS = dg.AllPartitionMapping()
 MODES = ("hierarchical", "exact", "in_document")
@@ -31,13 +28,7 @@ class RetrievalConfig(dg.Config):
     mode: str = "hierarchical"  # hierarchical (paper) | exact | in_document (MMC4-style)
     k: int = 3  # paper: 3 realistic texts per image
     n_probe: int = 1  # paper: the single nearest cluster
-
-
-def save_npy(array: np.ndarray, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    recall_sample: int = 256  # images checked against exact search (recall@k metadata)
 
 
 def kept_rows(table: pa.Table, dedup: pa.Table, id_column: str) -> pa.Table:
@@ -111,6 +102,54 @@ def sentence_clusters(
     )
     meta["cluster_sizes"] = png_metadata(fig)
     return dg.MaterializeResult(metadata=meta)
+
+
+def recall_against_exact(
+    result, image_vecs: np.ndarray, sentence_vecs: np.ndarray, k: int, sample: int
+) -> float:
+    """recall@k of this retrieval against brute force on a deterministic sample of images."""
+    n = len(image_vecs)
+    rows = np.linspace(0, n - 1, num=min(n, sample)).round().astype(np.int64)
+    exact = retrieval_core.retrieve_exact(image_vecs[rows], np.asarray(sentence_vecs), k=k)
+    approx = retrieval_core.RetrievalResult(result.indices[rows], result.scores[rows])
+    return float(retrieval_core.recall_at_k(approx, exact))
+
+
+def demo_precision(
+    home, out: pa.Table, image_vecs, members: pa.Table, sentence_vecs, k: int
+) -> dict:
+    """On the demo corpus: fraction of retrieved texts that describe the image's ground-truth
+    content, next to the same figure for in-document (MMC4-style) assignment."""
+    from realsyn_assets.core.bootstrap import retrieval_precision
+    from realsyn_assets.core.demo_corpus import load_ground_truth
+
+    truth = load_ground_truth(home.ground_truth)
+    ids = out.column("image_id").to_pylist()
+    retrieved = list(
+        zip(*(out.column(f"text{j + 1}_id").to_pylist() for j in range(k)), strict=True)
+    )
+
+    def labelled(image_id: str) -> bool:
+        return truth.image_concept(image_id) is not None
+
+    ours = retrieval_precision(ids, retrieved, truth.describes, labelled)
+    in_doc = retrieval_core.retrieve_in_document(
+        out.column("doc_id").to_pylist(),
+        image_vecs,
+        members.column("doc_id").to_pylist(),
+        np.asarray(sentence_vecs),
+        k=1,
+    )
+    sentence_ids = members.column("sentence_id").to_pylist()
+    baseline = retrieval_precision(
+        ids,
+        [[sentence_ids[i] if i >= 0 else None] for i in in_doc.indices[:, 0]],
+        truth.describes,
+        labelled,
+    )
+    scores = {f"gt_{name}": float(v) for name, v in ours.items() if name.startswith("precision")}
+    scores["gt_in_document_precision_text1"] = float(baseline.get("precision_text1", 0.0))
+    return scores
 
 
 def shard_vectors_matrix(table: pa.Table) -> np.ndarray:
@@ -204,6 +243,12 @@ def retrieved_texts(
         "images_with_k_texts": int((n_valid == config.k).sum()),
         "mean_top1_score": float(np.nanmean(top)) if len(top) else 0.0,
     }
+    if len(out) and config.mode != "exact":
+        counts[f"recall_at_{config.k}_vs_exact"] = recall_against_exact(
+            result, img_vecs, sent_vecs, config.k, config.recall_sample
+        )
+    if home.ground_truth is not None and len(out):
+        counts.update(demo_precision(home, out, img_vecs, members, sent_vecs, config.k))
     meta = stage_metadata(metrics, "retrieved_texts", key, counts, None, out, path)
     meta["mode"] = config.mode
     return dg.MaterializeResult(metadata=meta)

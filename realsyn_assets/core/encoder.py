@@ -350,9 +350,13 @@ class Encoder:
         except RuntimeError as exc:
             if weights is None:
                 raise
+            hint = (
+                "delete it to re-create random weights for the current config"
+                if not self.spec.checkpoint
+                else "checkpoint saved for a different model?"
+            )
             raise RuntimeError(
-                f"could not load weights {weights} into model {name!r} "
-                f"(checkpoint saved for a different model?): {exc}"
+                f"could not load weights {weights} into model {name!r} ({hint}): {exc}"
             ) from exc
         model.eval()
         tokenizer = open_clip.get_tokenizer(name)

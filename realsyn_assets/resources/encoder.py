@@ -1,39 +1,74 @@
 """The image/text encoder (open_clip) as a resource; heavy imports happen on first use."""
 
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from realsyn_assets.resources.home import Home
 
-# One loaded model per (spec, weights folder) per process: several assets in one run share it.
+# One loaded model per (spec, weights file state) per process: assets in one run share it, and a
+# retrained bootstrap checkpoint (new mtime) is picked up.
 _LOADED: dict[tuple, Any] = {}
+
+
+def bootstrap_checkpoint(home: Home) -> Path:
+    return home.asset_dir("bootstrap_encoder") / "checkpoint.pt"
+
+
+def bootstrap_model_name(home: Home, default: str) -> str:
+    """The open_clip config the bootstrap checkpoint was trained with (sidecar encoder.json)."""
+    import json
+
+    sidecar = home.asset_dir("bootstrap_encoder") / "encoder.json"
+    return (
+        json.loads(sidecar.read_text()).get("model_name", default) if sidecar.exists() else default
+    )
 
 
 class EncoderResource(dg.ConfigurableResource):
     """open_clip encoder: any model name + pretrained tag, or a local checkpoint.
 
-    With neither, the small `realsyn-tiny` config runs on weights created locally once (tests,
-    the offline demo). Paper: EVA02-E-14-plus (model_name="EVA02-E-14-plus",
-    pretrained="laion2b_s9b_b144k"), which downloads from the hub when asked.
+    Resolution order: `checkpoint` > `pretrained` (hub download, only when asked) > the
+    `bootstrap_encoder` asset's checkpoint (when `use_bootstrap` and it exists) > `model_name`
+    with random weights created locally once. Paper: EVA02-E-14-plus
+    (model_name="EVA02-E-14-plus", pretrained="laion2b_s9b_b144k").
     """
 
     home: str = ""
     model_name: str = "realsyn-tiny"
     pretrained: str = ""
     checkpoint: str = ""
+    use_bootstrap: bool = True
     device: str = "auto"
     precision: str = "fp32"
     batch_size: int = 64
     num_workers: int = 0
 
+    def kind(self) -> str:
+        """ "checkpoint" | "pretrained" | "bootstrap" | "random": which weights get() loads."""
+        if self.checkpoint:
+            return "checkpoint"
+        if self.pretrained:
+            return "pretrained"
+        if self.use_bootstrap and bootstrap_checkpoint(Home(self.home or None)).exists():
+            return "bootstrap"
+        return "random"
+
     def spec(self):
         from realsyn_assets.core.encoder import EncoderSpec
 
+        kind = self.kind()
+        checkpoint = self.checkpoint or None
+        model_name = self.model_name
+        if kind == "bootstrap":
+            home = Home(self.home or None)
+            checkpoint = str(bootstrap_checkpoint(home))
+            model_name = bootstrap_model_name(home, model_name)
         return EncoderSpec(
-            model_name=self.model_name,
+            model_name=model_name,
             pretrained=self.pretrained or None,
-            checkpoint=self.checkpoint or None,
+            checkpoint=checkpoint,
             device=self.device,
             precision=self.precision,
             batch_size=self.batch_size,
@@ -46,7 +81,11 @@ class EncoderResource(dg.ConfigurableResource):
 
         spec = self.spec()
         weights_dir = Home(self.home or None).models
-        key = (spec, str(weights_dir))
+        state = None
+        if spec.checkpoint and Path(spec.checkpoint).exists():
+            stat = Path(spec.checkpoint).stat()
+            state = (stat.st_mtime_ns, stat.st_size)
+        key = (spec, str(weights_dir), state)
         if key not in _LOADED:
             _LOADED[key] = Encoder(spec, weights_dir)
         return _LOADED[key]

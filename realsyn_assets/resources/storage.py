@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -17,6 +18,13 @@ def write_table(table: pa.Table, path: Path) -> Path:
     pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, path)
     return path
+
+
+def save_npy(array: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
 
 
 def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:

@@ -1,0 +1,95 @@
+"""Pair mining from page order, re-selection, and ground-truth retrieval precision."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from realsyn_assets.core.bootstrap import (
+    label_precision,
+    mine_pairs,
+    reselect_pairs,
+    retrieval_precision,
+)
+from realsyn_assets.core.train import TrainSample
+
+
+def _tables():
+    items = pa.table(
+        {
+            "doc_id": ["d1"] * 6 + ["d2"] * 2,
+            "position": [0, 1, 2, 3, 4, 5, 0, 1],
+            "kind": ["text", "image", "image", "text", "text", "image", "image", "text"],
+        }
+    )
+    images = pa.table(
+        {
+            "image_id": ["a", "b", "c", "e"],
+            "doc_id": ["d1", "d1", "d1", "d2"],
+            "position": [1, 2, 5, 0],
+            "path": ["a.jpg", "b.jpg", "c.jpg", "e.jpg"],
+        }
+    )
+    sentences = pa.table(
+        {
+            "doc_id": ["d1", "d1", "d1", "d1"],
+            "position": [0, 3, 3, 4],
+            "text": ["zero", "three-a", "three-b", "four"],
+        }
+    )
+    return items, images, sentences
+
+
+def test_mine_pairs_uses_nearest_text_blocks_skipping_images():
+    items, images, sentences = _tables()
+    pairs = {s.image_path: s.texts for s in mine_pairs(items, images, sentences, window=1)}
+    # image at 1: text 0 (distance 1) then text 3 (distance 2); image at 2: text 3 then text 0
+    assert pairs["a.jpg"] == ["zero", "three-a", "three-b"]
+    assert pairs["b.jpg"] == ["three-a", "three-b", "zero"]
+    # image at 5: only a text before it (4)
+    assert pairs["c.jpg"] == ["four"]
+    # d2's text block has no kept sentence: no pair
+    assert "e.jpg" not in pairs
+    wider = {s.image_path: s.texts for s in mine_pairs(items, images, sentences, window=2)}
+    assert wider["c.jpg"] == ["four", "three-a", "three-b"]
+
+
+class _FakeEncoder:
+    """Image i points along axis i; a text points along the axis named by its first char."""
+
+    def encode_images(self, paths):
+        return np.eye(4, dtype=np.float32)[[int(p[0]) for p in paths]]
+
+    def encode_texts(self, texts):
+        return np.eye(4, dtype=np.float32)[[int(t[0]) for t in texts]]
+
+
+def test_reselect_keeps_the_best_matching_candidate():
+    samples = [TrainSample("0.jpg", ["1 x", "0 y", "2 z"]), TrainSample("3.jpg", ["3 w", "1 v"])]
+    chosen = reselect_pairs(_FakeEncoder(), samples, keep=1)
+    assert [s.texts for s in chosen] == [["0 y"], ["3 w"]]
+    assert [s.image_path for s in chosen] == ["0.jpg", "3.jpg"]
+
+
+def test_precision_counts_only_labelled_images_and_missing_texts_as_misses():
+    concept = {"i1": "red", "i2": "blue", "i3": None}
+    sentence = {"s_red": "red", "s_blue": "blue"}
+
+    def describes(image, text):
+        return sentence.get(text) == concept[image] and concept[image] is not None
+
+    def labelled(image):
+        return concept[image] is not None
+
+    scores = retrieval_precision(
+        ["i1", "i2", "i3"],
+        [["s_red", "s_blue"], ["s_red", None], ["s_red", "s_red"]],
+        describes,
+        labelled,
+    )
+    assert scores["images_scored"] == 2
+    assert scores["precision_text1"] == 0.5 and scores["precision_text2"] == 0.0
+    assert scores["precision_all"] == 0.25
+    samples = [TrainSample("p1", ["s_red", "s_blue"]), TrainSample("p2", ["s_blue"])]
+    paths = {"p1": "i1", "p2": "i2"}
+    assert label_precision(samples, paths.__getitem__, describes, labelled, lambda t: t) == 2 / 3
