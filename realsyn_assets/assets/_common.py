@@ -42,17 +42,22 @@ def stage_metadata(
     return meta
 
 
-def png_metadata(figure) -> dg.MetadataValue:
-    """A small matplotlib figure as inline markdown (Dagster shows it in the asset page)."""
+def png_bytes_metadata(data: bytes, label: str = "plot") -> dg.MetadataValue:
+    """PNG bytes as inline markdown (Dagster shows it on the asset page)."""
     import base64
 
+    encoded = base64.b64encode(data).decode()
+    return dg.MetadataValue.md(f"![{label}](data:image/png;base64,{encoded})")
+
+
+def png_metadata(figure) -> dg.MetadataValue:
+    """A small matplotlib figure as inline markdown; closes the figure."""
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
     plt.close(figure)
-    encoded = base64.b64encode(buffer.getvalue()).decode()
-    return dg.MetadataValue.md(f"![plot](data:image/png;base64,{encoded})")
+    return png_bytes_metadata(buffer.getvalue())
 
 
 def rejection_counts(reasons: list[str | None]) -> dict[str, int]:

@@ -11,7 +11,7 @@ import dagster as dg
 import numpy as np
 import pyarrow as pa
 
-from realsyn_assets.assets._common import stage_metadata
+from realsyn_assets.assets._common import png_bytes_metadata, stage_metadata
 from realsyn_assets.assets.retrieve import ALL_SHARDS
 from realsyn_assets.core.bootstrap import (
     label_precision,
@@ -219,10 +219,7 @@ def bootstrap_encoder(
     )
     meta["used"] = True
     if result.loss_plot_path is not None:
-        import base64
-
-        encoded = base64.b64encode(result.loss_plot_path.read_bytes()).decode()
-        meta["loss_curve"] = dg.MetadataValue.md(f"![loss](data:image/png;base64,{encoded})")
+        meta["loss_curve"] = png_bytes_metadata(result.loss_plot_path.read_bytes(), "loss")
     sidecar = {"model_name": config.model_name, "checkpoint": str(result.checkpoint_path)}
     atomic_write_bytes(out_dir / "encoder.json", json.dumps(sidecar).encode())
     if result.checkpoint_path != bootstrap_checkpoint(home):

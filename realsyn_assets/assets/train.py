@@ -6,7 +6,7 @@ import dagster as dg
 import numpy as np
 import pyarrow.compute as pc
 
-from realsyn_assets.assets._common import stage_metadata
+from realsyn_assets.assets._common import png_bytes_metadata, stage_metadata
 from realsyn_assets.partitions import scale_partitions
 from realsyn_assets.resources import EncoderResource, MetricsResource, StorageResource
 from realsyn_assets.resources.home import atomic_write_bytes
@@ -88,10 +88,7 @@ def clip_checkpoint(
     meta = stage_metadata(metrics, "clip_checkpoint", scale, counts, path=result.checkpoint_path)
     meta["model_name"] = config.model_name
     if result.loss_plot_path is not None:
-        import base64
-
-        encoded = base64.b64encode(result.loss_plot_path.read_bytes()).decode()
-        meta["loss_curve"] = dg.MetadataValue.md(f"![loss](data:image/png;base64,{encoded})")
+        meta["loss_curve"] = png_bytes_metadata(result.loss_plot_path.read_bytes(), "loss")
     return dg.MaterializeResult(metadata=meta)
 
 

@@ -4,4 +4,14 @@ Timings on shared machines are noisy, so every benchmark measures its baseline i
 and reports ratios; benchmarks are not tests.
 """
 
-NAMES = ("extract", "retrieval", "embed")
+import pkgutil
+
+# Modules that are benchmarks (a `main`); helpers shared between them are not listed.
+_HELPERS = {"synthetic"}
+NAMES = tuple(
+    sorted(
+        m.name
+        for m in pkgutil.iter_modules(__path__)
+        if m.name not in _HELPERS and not m.name.startswith("_")
+    )
+)
