@@ -7,7 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-from realsyn_assets.partitions import SCALES
+# Dagster-free import: pool workers re-import `__main__` (this module); keep that cheap.
+from realsyn_assets.core.balance import SCALE_CAPS
+
+SCALES = list(SCALE_CAPS)
 
 # Small training settings for the CPU demo; the asset defaults are the paper's.
 DEMO_TRAIN = {"model_name": "realsyn-tiny", "epochs": 20, "batch_size": 32}
@@ -21,6 +24,8 @@ def _print_stage(report) -> None:
     checks = f"checks {report.checks_passed} passed"
     if report.checks_failed:
         checks += f", {len(report.checks_failed)} FAILED: " + "; ".join(report.checks_failed)
+    if report.check_warnings:
+        checks += f", {len(report.check_warnings)} warning(s): " + "; ".join(report.check_warnings)
     key = f"[{report.partition}]" if report.partition else ""
     numbers = []
     for asset, values in report.metadata.items():
@@ -100,6 +105,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if any(r.checks_failed for r in reports) else 0
 
 
+def cmd_recluster(args: argparse.Namespace) -> int:
+    """Fit the sentence clusters again, then re-retrieve every shard's texts (unless --only)."""
+    from realsyn_assets.definitions import RECLUSTER_JOB
+    from realsyn_assets.pipeline import prepare_environment, run_stage
+
+    layout = prepare_environment(args.home)
+    reports = [run_stage(RECLUSTER_JOB, None)]
+    _print_stage(reports[0])
+    if not args.only:
+        for key in layout.shard_order():
+            reports.append(run_stage("shard_retrieve_job", key))
+            _print_stage(reports[-1])
+        print("texts re-retrieved; `realsyn run` rebuilds the balanced subsets and checkpoints")
+    return 1 if any(r.checks_failed for r in reports) else 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     import dagster as dg
 
@@ -163,6 +184,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--home", default=None, help=home_help)
     run.add_argument("--scales", nargs="*", choices=SCALES)
     run.set_defaults(func=cmd_run)
+
+    recluster = sub.add_parser(
+        "recluster",
+        help="fit the sentence k-means again (when drift says so), then re-retrieve texts",
+    )
+    recluster.add_argument("--home", default=None, help=home_help)
+    recluster.add_argument(
+        "--only", action="store_true", help="only refit the clusters, do not re-retrieve"
+    )
+    recluster.set_defaults(func=cmd_recluster)
 
     status = sub.add_parser("status", help="print what is materialized")
     status.add_argument("--home", default=None, help=home_help)

@@ -38,11 +38,23 @@ STAGES: list[tuple[str, list[str], str | None]] = [
 # embedded with the encoder as it is (the bootstrap encoder is not retrained).
 SHARD_INGEST_ASSETS = STAGES[0][1] + STAGES[2][1]
 
+# The explicit re-clustering action: sentence_clusters normally keeps its centroids and only
+# assigns new sentences (reporting drift); this job fits k-means again on every kept sentence.
+RECLUSTER_JOB = "recluster_sentences_job"
+RECLUSTER_CONFIG = {"ops": {"sentence_clusters": {"config": {"recluster": True}}}}
+
 JOBS = [
     dg.define_asset_job(name, selection=dg.AssetSelection.assets(*assets))
     for name, assets, _ in STAGES
 ] + [
-    dg.define_asset_job(SHARD_INGEST_JOB, selection=dg.AssetSelection.assets(*SHARD_INGEST_ASSETS))
+    dg.define_asset_job(SHARD_INGEST_JOB, selection=dg.AssetSelection.assets(*SHARD_INGEST_ASSETS)),
+    dg.define_asset_job(
+        RECLUSTER_JOB,
+        selection=dg.AssetSelection.assets("sentence_clusters"),
+        config=RECLUSTER_CONFIG,
+        description="Fit the sentence k-means again on every kept sentence (drift or growth "
+        "made it due); afterwards re-run shard_retrieve_job for every shard.",
+    ),
 ]
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dagster as dg
 
+from realsyn_assets.core.balance import SCALE_CAPS
+
 SHARDS = "shard"
 shard_partitions = dg.DynamicPartitionsDefinition(name=SHARDS)
 
-SCALES = ["15M", "30M", "100M"]
+SCALES = list(SCALE_CAPS)  # 15M, 30M, 100M
 scale_partitions = dg.StaticPartitionsDefinition(SCALES)

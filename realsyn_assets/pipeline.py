@@ -62,10 +62,13 @@ class StageReport:
     success: bool
     checks_passed: int = 0
     checks_failed: list[str] = field(default_factory=list)
+    check_warnings: list[str] = field(default_factory=list)  # WARN-severity checks that failed
     metadata: dict = field(default_factory=dict)
 
 
 def run_stage(job_name: str, partition: str | None, run_config: dict | None = None) -> StageReport:
+    import dagster as dg
+
     from realsyn_assets.definitions import defs
 
     job = defs.resolve_job_def(job_name)
@@ -81,6 +84,11 @@ def run_stage(job_name: str, partition: str | None, run_config: dict | None = No
     for evaluation in result.get_asset_check_evaluations():
         if evaluation.passed:
             report.checks_passed += 1
+        elif evaluation.severity == dg.AssetCheckSeverity.WARN:
+            report.check_warnings.append(
+                f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name} "
+                f"({evaluation.description})"
+            )
         else:
             report.checks_failed.append(
                 f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name} "

@@ -56,3 +56,23 @@ def dagster_instance(demo_home, monkeypatch):
         yield instance
     finally:
         instance.dispose()
+
+
+@pytest.fixture
+def fresh_home(tmp_path, monkeypatch):
+    """A new REALSYN_HOME with its own Dagster instance, plus a factory for a demo corpus in it:
+    `layout, make_corpus = fresh_home; corpus = make_corpus(n_docs, n_shards, seed)`."""
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    from realsyn_assets import pipeline
+    from realsyn_assets.core.demo_corpus import generate_demo_corpus
+
+    layout = pipeline.prepare_environment(tmp_path / "home")
+    monkeypatch.setenv("REALSYN_HOME", str(layout.root))
+    monkeypatch.setenv("DAGSTER_HOME", str(layout.dagster_home))
+
+    def make_corpus(n_docs: int, n_shards: int, seed: int):
+        return generate_demo_corpus(
+            layout.root / "corpus", n_docs=n_docs, n_shards=n_shards, seed=seed
+        )
+
+    return layout, make_corpus

@@ -223,3 +223,21 @@ def test_rule_stage_throughput():
         sentence_rejection(s)
     rate = len(sentences) / (time.perf_counter() - t0)
     assert rate > 20_000  # target is >= 50k/s per core; loose bound for noisy CI machines
+
+
+def test_parallel_split_and_filter_matches_serial():
+    from realsyn_assets.core.sentences import split_and_filter_blocks
+
+    blocks = [f"Block {i} has a first sentence here. And a second one, {i}!" for i in range(40)]
+    blocks += ["see www.example.com now please", "", "Tiny."]
+    serial = split_and_filter_blocks(blocks, workers=1)
+    parallel = split_and_filter_blocks(blocks, workers=2, batch_blocks=7, min_blocks=0)
+    assert parallel == serial
+    assert len(serial.starts) == len(blocks) + 1
+    assert serial.block(0) == [
+        ("Block 0 has a first sentence here.", None),
+        ("And a second one, 0!", None),
+    ]
+    assert serial.block(len(blocks) - 3) == [("see www.example.com now please", "url")]
+    assert serial.block(len(blocks) - 2) == []
+    assert serial.block(len(blocks) - 1) == [("Tiny.", "too_short")]

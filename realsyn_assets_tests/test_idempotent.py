@@ -7,20 +7,14 @@ import lancedb
 import pyarrow.parquet as pq
 import pytest
 
-from realsyn_assets.core.demo_corpus import generate_demo_corpus
-
 
 @pytest.fixture
-def small_home(tmp_path, monkeypatch):
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+def small_home(fresh_home):
     from realsyn_assets import pipeline
 
-    layout = pipeline.prepare_environment(tmp_path / "home")
-    monkeypatch.setenv("REALSYN_HOME", str(layout.root))
-    monkeypatch.setenv("DAGSTER_HOME", str(layout.dagster_home))
-    corpus = generate_demo_corpus(layout.root / "corpus", n_docs=16, n_shards=2, seed=3)
-    keys = pipeline.register(layout, corpus.shard_paths)
-    return layout, keys
+    layout, make_corpus = fresh_home
+    corpus = make_corpus(16, 2, 3)
+    return layout, pipeline.register(layout, corpus.shard_paths)
 
 
 def _snapshot(layout):

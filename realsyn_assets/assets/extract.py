@@ -207,10 +207,13 @@ def extracted_sentences(
         min_words=config.min_words, max_words=config.max_words
     )
     kept_rows, rejected_rows, seen = [], [], set()
-    blocks = 0
-    for row in docs.filter(pa.compute.equal(docs.column("kind"), "text")).to_pylist():
-        blocks += 1
-        for index, sentence in enumerate(sentence_core.split_sentences(row["text"])):
+    rows = docs.filter(pa.compute.equal(docs.column("kind"), "text")).to_pylist()
+    blocks = len(rows)
+    split = sentence_core.split_and_filter_blocks(
+        [row["text"] for row in rows], rules, workers=storage.cpu_workers()
+    )
+    for b, row in enumerate(rows):
+        for index, (sentence, reason) in enumerate(split.block(b)):
             base = {
                 "shard": key,
                 "doc_id": row["doc_id"],
@@ -218,7 +221,6 @@ def extracted_sentences(
                 "sent_index": index,
                 "text": sentence,
             }
-            reason = sentence_core.sentence_rejection(sentence, rules)
             if reason is None and config.cat_filter:
                 reason = cat_rejection(sentence, config.min_complexity, config.require_action)
             sid = sentence_id(sentence)

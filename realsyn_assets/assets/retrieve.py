@@ -1,5 +1,7 @@
 """retrieve: sentence k-means and hierarchical image -> sentence retrieval (paper §3.2)."""
 
+import json
+
 import dagster as dg
 import numpy as np
 import pyarrow as pa
@@ -7,10 +9,12 @@ import pyarrow.compute as pc
 
 from realsyn_assets.assets._common import png_metadata, stage_metadata
 from realsyn_assets.assets.embed import shard_vectors
+from realsyn_assets.core import cluster_state
 from realsyn_assets.core import kmeans as kmeans_core
 from realsyn_assets.core import retrieval as retrieval_core
 from realsyn_assets.partitions import shard_partitions
 from realsyn_assets.resources import MetricsResource, StorageResource, VectorStoreResource
+from realsyn_assets.resources.home import atomic_write_bytes
 from realsyn_assets.resources.storage import read_table, save_npy, write_table
 
 ALL_SHARDS = dg.AllPartitionMapping()
@@ -22,12 +26,25 @@ class SentenceClusterConfig(dg.Config):
     n_clusters: int = 0  # 0 = derive from sentences_per_cluster
     niter: int = 20
     seed: int = 0
+    # False: keep the fitted centroids and only assign new sentences (drift is reported);
+    # True: fit k-means again on everything (the `recluster_sentences_job` / `realsyn recluster`).
+    recluster: bool = False
+    drift_threshold: float = kmeans_core.DRIFT_RECLUSTER_THRESHOLD
+    # Adaptive probing (see core/retrieval.calibrate_probe_margin): the centroid-score margin
+    # that reaches this recall@k against exact search on held-out images. 0 = off.
+    target_recall: float = 0.95
+    max_probe: int = 32
+    calibration_images: int = 500
+    k: int = 3
 
 
 class RetrievalConfig(dg.Config):
     mode: str = "hierarchical"  # hierarchical (paper) | exact | in_document (MMC4-style)
     k: int = 3  # paper: 3 realistic texts per image
-    n_probe: int = 1  # paper: the single nearest cluster
+    n_probe: int = 1  # paper: the single nearest cluster (always probed)
+    # Also probe the clusters within the margin calibrated by sentence_clusters (probe.json);
+    # False = exactly the paper's n_probe clusters.
+    adaptive_probing: bool = True
     recall_sample: int = 256  # images checked against exact search (recall@k metadata)
 
 
@@ -39,15 +56,72 @@ def kept_rows(table: pa.Table, dedup: pa.Table, id_column: str) -> pa.Table:
     return table.filter(pc.is_in(mine, value_set=keys))
 
 
+def _sentence_keys(members: pa.Table) -> np.ndarray:
+    joined = pc.binary_join_element_wise(
+        members.column("shard"), members.column("sentence_id"), "\x1f"
+    )
+    return np.asarray(joined.to_pylist(), dtype=object)
+
+
+def _previous_clustering(out_dir, dim: int):
+    """(state, centroids, members, probe vectors) of the last fit, or None if unusable."""
+    state = cluster_state.ClusteringState.load(out_dir / "clustering.json")
+    paths = [out_dir / n for n in ("centroids.npy", "members.parquet", "probe_vectors.npy")]
+    if state is None or state.dim != dim or not all(p.is_file() for p in paths):
+        return None
+    centroids = np.load(paths[0])
+    if centroids.shape != (state.n_clusters, dim):
+        return None
+    members = read_table(paths[1], columns=["shard", "sentence_id", "cluster", "similarity"])
+    return state, centroids, members, np.load(paths[2])
+
+
+def _calibrate_probing(vectors, config, matrix, centroids, labels) -> dict:
+    """Probe margin for adaptive probing, tuned on held-out image embeddings (probe.json)."""
+    images = vectors.read("images", columns=["image_id", "vector"])
+    if config.target_recall <= 0 or images.num_rows == 0:
+        return {"margin": None, "reason": "off" if config.target_recall <= 0 else "no images"}
+    from realsyn_assets.resources.vectors import table_vectors
+
+    ids = images.column("image_id").to_pylist()
+    rows = np.flatnonzero(cluster_state.calibration_mask(ids))
+    if rows.size > config.calibration_images:
+        rows = rows[np.linspace(0, rows.size - 1, config.calibration_images).round().astype(int)]
+    sample = table_vectors(images.take(pa.array(rows)))
+    index = retrieval_core.build_cluster_index(labels, len(centroids))
+    cal = retrieval_core.calibrate_probe_margin(
+        sample,
+        matrix,
+        centroids,
+        index,
+        k=config.k,
+        target_recall=config.target_recall,
+        max_probe=config.max_probe,
+    )
+    return {
+        "margin": cal.margin,
+        "sample_recall": cal.recall,
+        "sample_recall_single_cluster": cal.recall_n_probe,
+        "mean_probes": cal.mean_probes,
+        "target_recall": cal.target_recall,
+        "reached": cal.reached,
+        "sample_images": cal.sample,
+        "max_probe": cal.max_probe,
+    }
+
+
 @dg.asset(
     group_name="retrieve",
     deps=[
         dg.AssetDep("sentence_dedup", partition_mapping=ALL_SHARDS),
         dg.AssetDep("sentence_embeddings", partition_mapping=ALL_SHARDS),
+        dg.AssetDep("image_embeddings", partition_mapping=ALL_SHARDS),
     ],
     description="k-means over every kept sentence embedding (paper: 2M clusters for 0.84B "
     "sentences, ~420 per cluster; scaled by that ratio here) with each sentence's assignment: "
-    "the first level of hierarchical retrieval.",
+    "the first level of hierarchical retrieval. Fitted once, then new shards' sentences are "
+    "assigned to the kept centroids and drift is measured; re-clustering is the explicit "
+    "`recluster_sentences_job` (or `realsyn recluster`).",
 )
 def sentence_clusters(
     context: dg.AssetExecutionContext,
@@ -68,20 +142,68 @@ def sentence_clusters(
     members, matrix = table.drop_columns(["vector"]), shard_vectors_matrix(table)
     if members.num_rows == 0:
         raise dg.Failure("no kept sentences: nothing to cluster")
-    k = config.n_clusters or kmeans_core.n_clusters_for(
-        members.num_rows, config.sentences_per_cluster
-    )
-    context.log.info(f"k-means: {members.num_rows} sentences -> {k} clusters")
-    result = kmeans_core.train_kmeans(matrix, k, seed=config.seed, niter=config.niter)
-    labels, sims = kmeans_core.assign(matrix, result.centroids)
-    members = members.append_column("cluster", pa.array(labels)).append_column(
-        "similarity", pa.array(sims)
-    )
     out_dir = home.asset_dir("sentence_clusters")
-    save_npy(result.centroids.astype(np.float32), out_dir / "centroids.npy")
-    save_npy(matrix, out_dir / "vectors.npy")
-    write_table(members, out_dir / "members.parquet")
+    keys = _sentence_keys(members)
+    previous = None if config.recluster else _previous_clustering(out_dir, matrix.shape[1])
+    why_fit = "requested (recluster=true)" if config.recluster else "no earlier clustering"
+    if previous is not None:
+        state, centroids, old, probe_vecs = previous
+        changed = cluster_state.embedding_changed(state.probe_keys, probe_vecs, keys, matrix)
+        if changed:
+            previous, why_fit = None, "embedding space changed (encoder switched)"
+    if previous is None:
+        k = config.n_clusters or kmeans_core.n_clusters_for(
+            members.num_rows, config.sentences_per_cluster
+        )
+        context.log.info(f"k-means ({why_fit}): {members.num_rows} sentences -> {k} clusters")
+        result = kmeans_core.train_kmeans(matrix, k, seed=config.seed, niter=config.niter)
+        centroids = result.centroids.astype(np.float32)
+        labels, sims = kmeans_core.assign(matrix, centroids)
+        probe_rows = cluster_state.pick_probe_rows(keys)
+        state = cluster_state.ClusteringState(
+            n_clusters=len(centroids),
+            dim=int(matrix.shape[1]),
+            fit_sentences=members.num_rows,
+            fit_mean_similarity=float(sims.mean()),
+            fit_seconds=float(result.seconds),
+            seed=config.seed,
+            probe_keys=[str(keys[i]) for i in probe_rows],
+        )
+        n_new, drift, mode = members.num_rows, 0.0, "fit"
+        save_npy(centroids, out_dir / "centroids.npy")
+        save_npy(matrix[probe_rows], out_dir / "probe_vectors.npy")
+        atomic_write_bytes(out_dir / "clustering.json", state.to_json().encode())
+    else:
+        inc = cluster_state.assign_incrementally(
+            keys,
+            matrix,
+            centroids,
+            _sentence_keys(old),
+            old.column("cluster").to_numpy(),
+            old.column("similarity").to_numpy(),
+        )
+        labels, sims, n_new, mode = inc.labels, inc.similarity, inc.n_new, "incremental"
+        drift = cluster_state.drift(state, inc.similarity[inc.new])
+        context.log.info(f"kept {state.n_clusters} centroids; assigned {n_new} new sentences")
+    reasons = cluster_state.recluster_reasons(
+        state, members.num_rows, drift, config.drift_threshold
+    )
+    for reason in reasons:
+        context.log.warning(f"re-clustering is due: {reason}")
 
+    # Cluster order on disk: every cluster is one contiguous slice of vectors.npy, so hierarchical
+    # retrieval reads only the probed clusters from the memory map.
+    order = np.lexsort((keys.astype(str), labels))
+    members = members.take(pa.array(order))
+    members = members.append_column("cluster", pa.array(labels[order])).append_column(
+        "similarity", pa.array(sims[order])
+    )
+    save_npy(np.ascontiguousarray(matrix[order]), out_dir / "vectors.npy")
+    write_table(members, out_dir / "members.parquet")
+    probing = _calibrate_probing(vectors, config, matrix[order], centroids, labels[order])
+    atomic_write_bytes(out_dir / "probe.json", json.dumps(probing, indent=1).encode())
+
+    k = state.n_clusters
     sizes = np.bincount(labels, minlength=k)
     fig, ax = plt.subplots(figsize=(4, 2.5))
     ax.hist(sizes, bins=min(30, max(5, k)))
@@ -90,26 +212,50 @@ def sentence_clusters(
     counts = {
         "sentences": members.num_rows,
         "clusters": k,
-        "train_points": result.train_points,
-        "objective": float(result.objective),
+        "assigned_now": n_new,
+        "fit_sentences": state.fit_sentences,
         "mean_similarity": float(sims.mean()),
+        "fit_mean_similarity": state.fit_mean_similarity,
+        "drift": drift,
+        "recluster_due": float(bool(reasons)),
         "empty_clusters": int((sizes == 0).sum()),
         "max_cluster_size": int(sizes.max()),
-        "kmeans_seconds": float(result.seconds),
+        "kmeans_seconds": state.fit_seconds,
     }
+    if probing["margin"] is not None:
+        counts["probe_margin"] = float(probing["margin"])
+        counts["calibration_recall_at_3"] = float(probing["sample_recall"])
+        counts["calibration_recall_single_cluster"] = float(probing["sample_recall_single_cluster"])
+        counts["mean_probes"] = float(probing["mean_probes"])
     meta = stage_metadata(
         metrics, "sentence_clusters", "__all__", counts, None, members, out_dir / "members.parquet"
     )
     meta["cluster_sizes"] = png_metadata(fig)
+    meta["mode"] = mode
+    meta["fit_reason"] = why_fit if mode == "fit" else "-"
+    meta["recluster_reasons"] = "; ".join(reasons) or "-"
     return dg.MaterializeResult(metadata=meta)
 
 
+def _probing(cluster_dir) -> dict:
+    path = cluster_dir / "probe.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def recall_against_exact(
-    result, image_vecs: np.ndarray, sentence_vecs: np.ndarray, k: int, sample: int
+    result,
+    image_vecs: np.ndarray,
+    sentence_vecs: np.ndarray,
+    k: int,
+    sample: int,
+    eligible: np.ndarray | None = None,
 ) -> float:
-    """recall@k of this retrieval against brute force on a deterministic sample of images."""
-    n = len(image_vecs)
-    rows = np.linspace(0, n - 1, num=min(n, sample)).round().astype(np.int64)
+    """recall@k of this retrieval against brute force on a deterministic sample of images
+    (drawn from `eligible` rows when some are: those not used to calibrate probing)."""
+    pool = np.arange(len(image_vecs))
+    if eligible is not None and eligible.any():
+        pool = pool[eligible]
+    rows = pool[np.linspace(0, len(pool) - 1, num=min(len(pool), sample)).round().astype(int)]
     exact = retrieval_core.retrieve_exact(image_vecs[rows], np.asarray(sentence_vecs), k=k)
     approx = retrieval_core.RetrievalResult(result.indices[rows], result.scores[rows])
     return float(retrieval_core.recall_at_k(approx, exact))
@@ -173,6 +319,7 @@ def retrieved_texts(
     metrics: MetricsResource,
     vectors: VectorStoreResource,
 ) -> dg.MaterializeResult:
+    probing: dict = {}
     if config.mode not in MODES:
         raise dg.Failure(f"retrieval mode {config.mode!r} not in {MODES}")
     home = storage.layout
@@ -197,8 +344,18 @@ def retrieved_texts(
         index = retrieval_core.build_cluster_index(
             members.column("cluster").to_numpy(), len(centroids)
         )
+        probing = _probing(cdir) if config.adaptive_probing else {}
+        sorted_on_disk = bool(np.array_equal(index.order, np.arange(len(index.order))))
         result = retrieval_core.retrieve_hierarchical(
-            img_vecs, sent_vecs, centroids, index, k=config.k, n_probe=config.n_probe
+            img_vecs,
+            sent_vecs,
+            centroids,
+            index,
+            k=config.k,
+            n_probe=config.n_probe,
+            probe_margin=probing.get("margin"),
+            max_probe=int(probing.get("max_probe") or 32),
+            sentences_sorted=sorted_on_disk,
         )
     elif config.mode == "exact":
         result = retrieval_core.retrieve_exact(img_vecs, np.asarray(sent_vecs), k=config.k)
@@ -244,9 +401,12 @@ def retrieved_texts(
         "mean_top1_score": float(np.nanmean(top)) if len(top) else 0.0,
     }
     if len(out) and config.mode != "exact":
+        held_out = ~cluster_state.calibration_mask(out.column("image_id").to_pylist())
         counts[f"recall_at_{config.k}_vs_exact"] = recall_against_exact(
-            result, img_vecs, sent_vecs, config.k, config.recall_sample
+            result, img_vecs, sent_vecs, config.k, config.recall_sample, held_out
         )
+    if config.mode == "hierarchical" and probing.get("margin") is not None:
+        counts["probe_margin"] = float(probing["margin"])
     if home.ground_truth is not None and len(out):
         counts.update(demo_precision(home, out, img_vecs, members, sent_vecs, config.k))
     meta = stage_metadata(metrics, "retrieved_texts", key, counts, None, out, path)
