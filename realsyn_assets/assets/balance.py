@@ -80,7 +80,7 @@ def image_clusters(
 
     syn = storage.read_shards("synthetic_texts", columns=["image_id", "shard", "syn_score"])
     shards = sorted(set(syn.column("shard").to_pylist()))
-    rows, all_vecs = shard_vectors(vectors, "images", shards, "image_id")
+    rows, all_vecs = shard_vectors(vectors, "images", shards)
     row_of = {
         (s, i): r
         for r, (s, i) in enumerate(

@@ -103,7 +103,7 @@ def aligned_vectors(
     key: str,
 ) -> np.ndarray:
     """Vectors for (shard, id) rows in the given order, read from LanceDB."""
-    rows, matrix = shard_vectors(vectors, table_name, sorted(set(shards)), id_column)
+    rows, matrix = shard_vectors(vectors, table_name, sorted(set(shards)))
     order = {
         (s, i): r
         for r, (s, i) in enumerate(

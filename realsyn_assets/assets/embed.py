@@ -92,7 +92,7 @@ def sentence_embeddings(
 
 
 def shard_vectors(
-    vectors: VectorStoreResource, table_name: str, shards: list[str], id_column: str
+    vectors: VectorStoreResource, table_name: str, shards: list[str]
 ) -> tuple[pa.Table, np.ndarray]:
     """(rows without the vector column, float32 matrix) of some shards of a LanceDB table."""
     from realsyn_assets.resources.vectors import table_vectors

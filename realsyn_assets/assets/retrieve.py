@@ -327,7 +327,7 @@ def retrieved_texts(
     dedup = read_table(
         home.partition_file("image_dedup", key), columns=["image_id", "shard", "kept"]
     )
-    rows, img_vecs = shard_vectors(vectors, "images", [key], "image_id")
+    rows, img_vecs = shard_vectors(vectors, "images", [key])
     img_table = kept_rows(
         rows.append_column("_row", pa.array(np.arange(rows.num_rows))), dedup, "image_id"
     )

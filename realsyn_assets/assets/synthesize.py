@@ -17,13 +17,52 @@ from realsyn_assets.resources import (
     StorageResource,
     VectorStoreResource,
 )
-from realsyn_assets.resources.storage import read_table, write_table
+from realsyn_assets.resources.storage import read_table, save_npy, write_table
 
 
 class SynthesisConfig(dg.Config):
     tag_vocabulary_size: int = 8000  # paper: RAM++ 4k tags + 4k mined from real sentences
     tags_per_image: int = 5
     tag_prompt: str = "a photo of {}"
+
+
+def tag_vocabulary(home, enc, config: SynthesisConfig) -> tuple[list[str], np.ndarray]:
+    """The tag vocabulary mined from the clustered sentences and its prompt embeddings.
+
+    Identical for every shard of one clustering and encoder, and encoding up to 8,000 prompts
+    costs more than tagging a shard: computed once, cached next to the outputs under a key of
+    (sentences file hash, encoder identity, prompt, size).
+    """
+    import hashlib
+    import json
+
+    from realsyn_assets.core.encoder import file_sha1
+    from realsyn_assets.resources.home import atomic_write_bytes
+
+    members_path = home.asset_dir("sentence_clusters") / "members.parquet"
+    ident = (
+        f"{file_sha1(members_path)}|{enc.identity}|{config.tag_prompt}|{config.tag_vocabulary_size}"
+    )
+    key = hashlib.sha1(ident.encode()).hexdigest()[:16]
+    cache = home.asset_dir("synthetic_texts") / f"tags-{key}"
+    words_file, vecs_file = cache.with_suffix(".json"), cache.with_suffix(".npy")
+    if words_file.is_file() and vecs_file.is_file():
+        return json.loads(words_file.read_text()), np.load(vecs_file)
+    members = read_table(members_path, columns=["text"])
+    vocab = gen_core.tag_vocabulary(
+        members.column("text").to_pylist(), size=config.tag_vocabulary_size
+    )
+    vecs = (
+        enc.encode_texts([config.tag_prompt.format(w) for w in vocab])
+        if vocab
+        else np.zeros((0, enc.dim), np.float32)
+    )
+    save_npy(np.asarray(vecs, np.float32), vecs_file)
+    atomic_write_bytes(words_file, json.dumps(vocab).encode())
+    for stale in cache.parent.glob("tags-*"):  # earlier clusterings / encoders
+        if stale.stem != cache.name:
+            stale.unlink(missing_ok=True)
+    return vocab, vecs
 
 
 @dg.asset(
@@ -48,19 +87,15 @@ def synthetic_texts(
     retrieved = read_table(
         home.partition_file("retrieved_texts", key), columns=["image_id", "shard", "text1"]
     )
-    rows, all_vecs = shard_vectors(vectors, "images", [key], "image_id")
+    rows, all_vecs = shard_vectors(vectors, "images", [key])
     row_of = {iid: r for r, iid in enumerate(rows.column("image_id").to_pylist())}
     ids = retrieved.column("image_id").to_pylist()
     img_vecs = all_vecs[np.array([row_of[i] for i in ids], dtype=np.int64)] if ids else all_vecs[:0]
 
     enc = encoder.get()
-    members = read_table(home.asset_dir("sentence_clusters") / "members.parquet", columns=["text"])
-    vocab = gen_core.tag_vocabulary(
-        members.column("text").to_pylist(), size=config.tag_vocabulary_size
-    )
+    vocab, tag_vecs = tag_vocabulary(home, enc, config)
     tags: list[list[str]] = [[] for _ in ids]
     if vocab and ids:
-        tag_vecs = enc.encode_texts([config.tag_prompt.format(w) for w in vocab])
         tags = gen_core.select_tags(img_vecs, tag_vecs, vocab, k=config.tags_per_image)
     texts1 = retrieved.column("text1").to_pylist()
     items = [
