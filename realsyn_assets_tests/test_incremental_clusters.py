@@ -89,6 +89,21 @@ def test_new_shard_assigned_to_kept_centroids_then_explicit_recluster(two_shard_
     assert meta["mode"] == "fit" and "requested" in meta["fit_reason"]
     assert meta["fit_sentences"] == meta["sentences"] == len(labels_2)
 
+    # the same action from the command line, followed by re-retrieval of every shard
+    from realsyn_assets import cli
+
+    def retrieved_at() -> dict[str, int]:
+        return {
+            key: layout.partition_file("retrieved_texts", key).stat().st_mtime_ns
+            for key in (first, second)
+        }
+
+    before = retrieved_at()
+    assert cli.main(["recluster", "--home", str(layout.root)]) == 0
+    assert _latest_metadata("sentence_clusters")["mode"] == "fit"
+    after = retrieved_at()
+    assert all(after[key] > before[key] for key in before)
+
 
 def test_switched_encoder_forces_a_refit(two_shard_home, monkeypatch):
     from realsyn_assets.pipeline import register, run_stage
