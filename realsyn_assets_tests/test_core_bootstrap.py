@@ -93,3 +93,80 @@ def test_precision_counts_only_labelled_images_and_missing_texts_as_misses():
     samples = [TrainSample("p1", ["s_red", "s_blue"]), TrainSample("p2", ["s_blue"])]
     paths = {"p1": "i1", "p2": "i2"}
     assert label_precision(samples, paths.__getitem__, describes, labelled, lambda t: t) == 2 / 3
+
+
+def test_trimmed_text_encoding_equals_full_context():
+    import open_clip
+    import torch
+
+    from realsyn_assets.core.bootstrap import encode_text_trimmed
+    from realsyn_assets.core.encoder import register_model_configs
+
+    register_model_configs()
+    torch.manual_seed(0)
+    model = open_clip.create_model("realsyn-tiny").eval()
+    tokens = open_clip.get_tokenizer("realsyn-tiny")(
+        ["a red circle.", "two blue squares on the sand."]
+    )
+    with torch.no_grad():
+        full = model.encode_text(tokens)
+        short = encode_text_trimmed(model, tokens)
+    assert torch.allclose(full, short, atol=1e-5)
+
+
+def test_mil_loss_is_clip_loss_with_one_candidate_and_prefers_a_matching_candidate():
+    import open_clip
+    import torch
+
+    from realsyn_assets.core.bootstrap import mil_nce_loss
+
+    torch.manual_seed(0)
+    img = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    txt = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    logits = 10.0 * img @ txt.T
+    clip = open_clip.ClipLoss()(img, txt, torch.tensor(10.0))
+    assert torch.allclose(mil_nce_loss(logits, torch.eye(6, dtype=torch.bool)), clip, atol=1e-5)
+    # image 0 gets a second candidate: a copy of its own vector (a text that describes it)
+    extra = torch.cat([txt, img[:1]])
+    member = torch.cat([torch.eye(6, dtype=torch.bool), torch.zeros(6, 1, dtype=torch.bool)], 1)
+    member[0, 6] = True
+    with_match = mil_nce_loss(10.0 * img @ extra.T, member)
+    # the same bag, but the extra candidate points away from image 0
+    away = torch.cat([txt, -img[:1]])
+    with_noise = mil_nce_loss(10.0 * img @ away.T, member)
+    assert with_match < with_noise
+
+
+class _FakeTrainer(_FakeEncoder):
+    """Records what each round trains on."""
+
+    def __init__(self):
+        self.seen = []
+
+    def fit(self, pairs, epochs, objective="mil", log=None):
+        self.seen.append([list(s.texts) for s in pairs])
+        return [1.0, 0.5]
+
+
+def test_rounds_train_on_mined_then_reselected_or_retrieved_pairs():
+    from realsyn_assets.core.bootstrap import RoundPlan, run_rounds
+
+    samples = [TrainSample("0.jpg", ["1 x", "0 y"]), TrainSample("3.jpg", ["3 w", "1 v"])]
+    corpus = ["2 a", "0 b", "3 c"]
+    trainer = _FakeTrainer()
+    results = run_rounds(
+        trainer,
+        samples,
+        [
+            RoundPlan(epochs=2),
+            RoundPlan(epochs=1, select="reselect"),
+            RoundPlan(epochs=1, select="retrieved"),
+            RoundPlan(epochs=1, select="reselect+retrieved"),
+        ],
+        corpus_texts=corpus,
+    )
+    assert trainer.seen[0] == [["1 x", "0 y"], ["3 w", "1 v"]]
+    assert trainer.seen[1] == [["0 y"], ["3 w"]]
+    assert trainer.seen[2] == [["0 b"], ["3 c"]]
+    assert trainer.seen[3] == [["0 y", "0 b"], ["3 w", "3 c"]]
+    assert [len(r.losses) for r in results] == [2, 2, 2, 2]
