@@ -241,3 +241,9 @@ def test_parallel_split_and_filter_matches_serial():
     assert serial.block(len(blocks) - 3) == [("see www.example.com now please", "url")]
     assert serial.block(len(blocks) - 2) == []
     assert serial.block(len(blocks) - 1) == [("Tiny.", "too_short")]
+    # the worker pool is started once per process and reused by the next call
+    from realsyn_assets.core import sentences
+
+    pool = next(iter(sentences._POOL.values()))
+    again = split_and_filter_blocks(blocks, workers=2, batch_blocks=7, min_blocks=0)
+    assert again == serial and next(iter(sentences._POOL.values())) is pool

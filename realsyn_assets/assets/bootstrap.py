@@ -52,7 +52,7 @@ class BootstrapConfig(dg.Config):
     caption_epochs: int = 10
 
 
-def _evaluate(encoder, image_rows: list[dict], sentences: pa.Table, truth, seed: int) -> dict:
+def _evaluate(encoder, image_rows: list[dict], sentences: pa.Table, truth) -> dict:
     """Top-1..3 exact retrieval over every kept sentence for a sample of images."""
     from realsyn_assets.core.retrieval import retrieve_exact
 
@@ -162,7 +162,7 @@ def bootstrap_encoder(
             f"{result.seconds:.0f}s, loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}"
         )
         if truth is not None and index < len(plans):
-            scores = _evaluate(trainer, rows, sentences, truth, config.seed)
+            scores = _evaluate(trainer, rows, sentences, truth)
             per_round[f"round{index}_precision_text1"] = scores["precision_text1"]
 
     results = run_rounds(
@@ -194,8 +194,8 @@ def bootstrap_encoder(
         home.models,
     )
     random = Encoder(EncoderSpec(model_name=config.model_name, device=encoder.device), home.models)
-    after = _evaluate(trained, rows, sentences, truth, config.seed)
-    before = _evaluate(random, rows, sentences, truth, config.seed)
+    after = _evaluate(trained, rows, sentences, truth)
+    before = _evaluate(random, rows, sentences, truth)
     in_doc: dict[str, float] = {}
     if truth is not None:
         from realsyn_assets.core.ids import sentence_id
