@@ -79,7 +79,8 @@ def test_embedding_change_is_detected_by_probe_sentences(tmp_path):
     assert cs.embedding_changed(probe_keys, vecs[rows], keys[:100], vecs[:100]) is False
     # none present: no evidence
     assert cs.embedding_changed(probe_keys, vecs[rows], keys[:0], vecs[:0]) is None
-    state = cs.ClusteringState(4, 16, 200, 0.8, 0.5, 0, probe_keys)
+    state = cs.ClusteringState(4, 16, 200, 0.8, 0.5, 0, probe_keys, cs.centroids_fingerprint(vecs))
+    assert state.fit_id != cs.centroids_fingerprint(vecs[::-1])
     (tmp_path / "c.json").write_text(state.to_json())
     assert cs.ClusteringState.load(tmp_path / "c.json") == state
     (tmp_path / "bad.json").write_text("{not json")

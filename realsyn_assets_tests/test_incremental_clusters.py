@@ -83,6 +83,12 @@ def test_new_shard_assigned_to_kept_centroids_then_explicit_recluster(two_shard_
         assert report.success, report
         assert not [c for c in report.checks_failed if "recall" in c or "three_texts" in c]
 
+    # an interrupted refit (new centroids, old state) is detected and leads to a clean refit
+    cdir = layout.asset_dir("sentence_clusters")
+    np.save(cdir / "centroids.npy", np.load(cdir / "centroids.npy")[::-1].copy())
+    assert run_stage("sentence_clusters_job", None).success
+    assert _latest_metadata("sentence_clusters")["mode"] == "fit"
+
     report = run_stage(RECLUSTER_JOB, None)
     assert report.success
     meta = _latest_metadata("sentence_clusters")

@@ -72,6 +72,8 @@ def _previous_clustering(out_dir, dim: int):
     centroids = np.load(paths[0])
     if centroids.shape != (state.n_clusters, dim):
         return None
+    if state.fit_id != cluster_state.centroids_fingerprint(centroids):
+        return None  # an interrupted refit: the files do not belong together
     members = read_table(paths[1], columns=["shard", "sentence_id", "cluster", "similarity"])
     return state, centroids, members, np.load(paths[2])
 
@@ -168,11 +170,11 @@ def sentence_clusters(
             fit_seconds=float(result.seconds),
             seed=config.seed,
             probe_keys=[str(keys[i]) for i in probe_rows],
+            fit_id=cluster_state.centroids_fingerprint(centroids),
         )
         n_new, drift, mode = members.num_rows, 0.0, "fit"
         save_npy(centroids, out_dir / "centroids.npy")
         save_npy(matrix[probe_rows], out_dir / "probe_vectors.npy")
-        atomic_write_bytes(out_dir / "clustering.json", state.to_json().encode())
     else:
         inc = cluster_state.assign_incrementally(
             keys,
@@ -200,6 +202,8 @@ def sentence_clusters(
     )
     save_npy(np.ascontiguousarray(matrix[order]), out_dir / "vectors.npy")
     write_table(members, out_dir / "members.parquet")
+    if mode == "fit":  # last: a crash before this leaves no state pointing at stale labels
+        atomic_write_bytes(out_dir / "clustering.json", state.to_json().encode())
     probing = _calibrate_probing(vectors, config, matrix[order], centroids, labels[order])
     atomic_write_bytes(out_dir / "probe.json", json.dumps(probing, indent=1).encode())
 

@@ -42,6 +42,7 @@ class ClusteringState:
     fit_seconds: float
     seed: int
     probe_keys: list[str] = field(default_factory=list)
+    fit_id: str = ""  # centroids_fingerprint() of the centroids this state belongs to
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -54,6 +55,14 @@ class ClusteringState:
             return cls(**data)
         except (OSError, ValueError, TypeError):
             return None
+
+
+def centroids_fingerprint(centroids: np.ndarray) -> str:
+    """Ties the stored state to one set of centroids: a write interrupted between the two files
+    is detected instead of carrying labels over to centroids they were not computed with."""
+    import hashlib
+
+    return hashlib.sha1(np.ascontiguousarray(centroids, np.float32).tobytes()).hexdigest()[:16]
 
 
 def pick_probe_rows(keys: np.ndarray, n: int = PROBE_SENTENCES) -> np.ndarray:
