@@ -52,13 +52,13 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from realsyn_assets.core import images as image_core
+from realsyn_assets.core import pools
 from realsyn_assets.core import sentences as sentence_core
 
 split_blocks = sentence_core.split_and_filter_blocks
@@ -284,15 +284,6 @@ def _noop(_: int) -> int:
     return os.getpid()
 
 
-def forkserver_preload_modules() -> list[str]:
-    """The stage modules (numpy, Pillow, nupunkt behind them), imported once in the fork server
-    so that workers forked from it start with them loaded: what ``--preload`` sets, to show the
-    effect of the same one-line change in ``core.images.process_images``. (Preloading the
-    parent's ``__main__`` too would also skip its re-import, but runpy then warns in every
-    worker that the module is already imported.)"""
-    return [image_core.__name__, sentence_core.__name__]
-
-
 def _burn(n: int) -> int:
     total = 0
     for i in range(n):
@@ -308,8 +299,7 @@ def machine_speedup_ceiling(workers: int, n: int = 2_000_000) -> float:
     """
     if workers <= 1:
         return 1.0
-    method = "forkserver" if "forkserver" in get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method)) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=pools.worker_context()) as pool:
         list(pool.map(_noop, range(workers)))  # start the workers outside the timing
         start = time.perf_counter()
         for _ in range(workers):
@@ -331,25 +321,18 @@ def pool_start_seconds(workers: int) -> float:
     """
     if workers <= 1:
         return 0.0
-    method = "forkserver" if "forkserver" in get_all_start_methods() else "spawn"
     start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method)) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=pools.worker_context()) as pool:
         list(pool.map(_noop, range(workers)))
     return time.perf_counter() - start
 
 
-def run_benchmark(
-    inputs: Inputs, work: Path, repeat: int, workers: int, preload: bool = False
-) -> dict:
+def run_benchmark(inputs: Inputs, work: Path, repeat: int, workers: int) -> dict:
     config = image_core.ImageFilterConfig()
     lanczos = Image.Resampling.LANCZOS
     sets = [s for s in inputs.image_sets if len(s)]
     all_data = [raw for s in sets for raw in s.data]
     load_before = os.getloadavg()
-    preloaded: list[str] = []
-    if preload and workers > 1 and "forkserver" in get_all_start_methods():
-        preloaded = forkserver_preload_modules()
-        get_context("forkserver").set_forkserver_preload(preloaded)
     pool_cold = pool_start_seconds(workers)  # also starts the fork server: not in the timings
     pool_warm = min(pool_start_seconds(workers) for _ in range(2))
     ceiling = 0.0
@@ -517,7 +500,9 @@ def run_benchmark(
     main_module = sys.modules.get("__main__")
     main_spec = getattr(main_module, "__spec__", None)
     out["main_module"] = main_spec.name if main_spec else getattr(main_module, "__file__", None)
-    out["forkserver_preload"] = preloaded
+    out["forkserver_preload"] = (
+        pools.STAGE_MODULES if pools.default_start_method() == "forkserver" else []
+    )
     out["load_average_before"] = [round(x, 2) for x in load_before]
     out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     out["best_seconds"] = {k: round(v, 4) for k, v in sorted(best.items())}
@@ -554,11 +539,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=3, help="rounds; the best is reported")
     p.add_argument("--workers", type=int, default=2, help="processes for the speedup measurement")
     p.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: temp)")
-    p.add_argument(
-        "--preload",
-        action="store_true",
-        help="import __main__ and the stage modules once in the fork server (proposed core change)",
-    )
     return p
 
 
@@ -587,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
                 "sentences (about one shard)",
             }
         )
-        result = run_benchmark(inputs, work, args.repeat, args.workers, args.preload)
+        result = run_benchmark(inputs, work, args.repeat, args.workers)
         result["input"] = inputs.description
     finally:
         if args.keep is None:

@@ -43,11 +43,12 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from realsyn_assets.core.pools import worker_context
 
 REJECT_UNDECODABLE = "undecodable"
 REJECT_EMPTY = "empty"
@@ -304,19 +305,13 @@ def process_images(
 ) -> list[ImageResult]:
     """Process many images, results in input order. ``workers > 1`` uses a process pool.
 
-    The pool defaults to the ``forkserver`` start method where available: forking a parent that
-    already runs threads (torch, faiss, Dagster) can deadlock, a fork server starts clean. Like
+    The pool comes from ``core.pools.worker_context``: a preloaded fork server where available
+    (forking a parent that already runs torch/faiss/Dagster threads can deadlock). Like
     ``spawn``, it needs the usual ``if __name__ == "__main__":`` guard in scripts; pass
     ``start_method="fork"`` to trade that safety for convenience.
     """
     if workers <= 1 or len(items) <= 1:
         return [process_image(data, path, config) for data, path in items]
-    if start_method is None:
-        start_method = "forkserver" if "forkserver" in get_all_start_methods() else "spawn"
-    context = get_context(start_method)
-    if start_method == "forkserver":
-        # Workers fork from a server that already holds numpy/Pillow/this module: pool start
-        # drops from ~0.35 s to ~0.08 s per call (measured by `realsyn bench extract`).
-        context.set_forkserver_preload([__name__])
+    context = worker_context(start_method)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         return list(pool.map(partial(_process_one, config=config), items, chunksize=chunksize))

@@ -250,15 +250,14 @@ def _shared_pool(workers: int, start_method: str):
     shard the process extracts): starting workers costs ~0.15-0.25 s, a tenth of the work of a
     200k-sentence shard on 2 cores. Shut down at interpreter exit (`_drop_pool`)."""
     from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
+
+    from realsyn_assets.core.pools import worker_context
 
     key = (workers, start_method, os.getpid())
     with _POOL_LOCK:
         pool = _POOL.get(key)
         if pool is None:
-            context = get_context(start_method)
-            if start_method == "forkserver":
-                context.set_forkserver_preload([__name__])
+            context = worker_context(start_method)
             for stale in _POOL.values():  # other settings, or inherited from a parent process
                 stale.shutdown(wait=False, cancel_futures=True)
             _POOL.clear()
@@ -288,18 +287,17 @@ def split_and_filter_blocks(
     """``split_sentences`` + ``sentence_rejection`` over many text blocks, in input order.
 
     ``workers > 1`` (and at least ``min_blocks`` blocks) sends batches of ``batch_blocks`` blocks
-    to this process's shared worker pool (``_shared_pool``): a fork server preloaded with this
-    module where available (forking a parent that runs torch/faiss/Dagster threads can
-    deadlock), else spawn. (Letting the parent work on batches too was slower: it starves the
+    to this process's shared worker pool (``_shared_pool``, started from ``core.pools``: a
+    preloaded fork server where available, else spawn). (Letting the parent work on batches too was slower: it starves the
     pool's feeder thread of the GIL.)
     """
     if workers <= 1 or len(blocks) < max(min_blocks, 2 * batch_blocks):
         return _split_and_filter(list(blocks), config)
     from concurrent.futures.process import BrokenProcessPool
-    from multiprocessing import get_all_start_methods
 
-    if start_method is None:
-        start_method = "forkserver" if "forkserver" in get_all_start_methods() else "spawn"
+    from realsyn_assets.core.pools import default_start_method
+
+    start_method = start_method or default_start_method()
     jobs = [
         (list(blocks[i : i + batch_blocks]), config) for i in range(0, len(blocks), batch_blocks)
     ]
