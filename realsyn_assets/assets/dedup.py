@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from realsyn_assets.assets._common import rejection_counts, stage_metadata
+from realsyn_assets.assets._sentence_scores import load_scores
 from realsyn_assets.assets.embed import shard_vectors
 from realsyn_assets.core import dedup as dedup_core
 from realsyn_assets.core.semantic import ENTROPY_THRESHOLD, normalised_entropy
@@ -27,6 +28,7 @@ from realsyn_assets.resources import (
 from realsyn_assets.resources.storage import read_table, save_npy, write_table
 
 EXACT, PERCEPTUAL, SEMANTIC = "exact_duplicate", "perceptual_duplicate", "semantic_duplicate"
+NEAR_TEXT = "near_duplicate_text"  # sentences: MinHash over word shingles
 
 
 class ImageDedupConfig(dg.Config):
@@ -223,20 +225,44 @@ def image_dedup(
     )
 
 
-def perplexities(storage: StorageResource, texts: list[str]) -> tuple[np.ndarray, float, float]:
-    """Perplexity of each sentence under the corpus model chosen by word_statistics, and its window."""
+def semantic_scores(
+    storage: StorageResource, shard: str, ids: list[str], texts: list[str]
+) -> tuple[np.ndarray, np.ndarray, float, float, bool]:
+    """(entropy, perplexity, window low, window high, reused) for one shard's sentences.
+
+    word_statistics stores both scores for every sentence it was fit on; they are reused when
+    the shard still holds exactly those sentences. Otherwise (a shard extracted after the fit,
+    or GPT-2 perplexity, which is scored per shard) they are computed here; re-materializing
+    word_statistics folds new shards into the corpus statistics.
+    """
     import json
 
     from realsyn_assets.core.perplexity import GPT2Scorer, NGramScorer
 
     folder = storage.layout.asset_dir("word_statistics")
     window = json.loads((folder / "perplexity_window.json").read_text())
-    if window["scorer"] == "gpt2":
-        ppl = GPT2Scorer(window["model"]).perplexity(texts)
-    else:
-        # every sentence is part of the model's corpus: score it leave-one-out
-        ppl = NGramScorer.load(folder / "ngram.npz").perplexity(texts, exclude_self=True)
-    return np.asarray(ppl, dtype=np.float64), float(window["low"]), float(window["high"])
+    low, high = float(window["low"]), float(window["high"])
+    cached = load_scores(folder, shard, ids, window.get("fit_id"))
+    entropy, ppl = cached if cached is not None else (None, None)
+    reused = ppl is not None
+    if entropy is None:
+        words = read_table(folder / "words.parquet")
+        counts = dict(
+            zip(words.column("word").to_pylist(), words.column("count").to_pylist(), strict=True)
+        )
+        total = sum(counts.values())
+        entropy = np.array([normalised_entropy(t, counts, total) for t in texts], np.float32)
+    if ppl is None and not texts:
+        ppl = np.zeros(0, np.float64)
+    elif ppl is None and window["scorer"] == "gpt2":
+        ppl = np.asarray(GPT2Scorer(window["model"]).perplexity(texts), np.float64)
+    elif ppl is None:
+        # Sentences the model was fit on have stored leave-one-out scores; these were not part
+        # of the fit, so they are scored as they are (leave-one-out on a sentence the model never
+        # counted drives probabilities to zero and the perplexity to infinity).
+        model = NGramScorer.load(folder / "ngram.npz")
+        ppl = np.asarray(model.perplexity(texts), np.float64)
+    return entropy, ppl, low, high, reused
 
 
 def text_signatures(
@@ -288,14 +314,9 @@ def sentence_dedup(
         columns=["sentence_id", "shard", "doc_id", "position", "sent_index", "text"],
     )
     texts = current.column("text").to_pylist()
+    c_ids = current.column("sentence_id").to_pylist()
     # semantic filter (paper §3.1): information entropy, then perplexity window
-    words = read_table(home.asset_dir("word_statistics") / "words.parquet")
-    counts_by_word = dict(
-        zip(words.column("word").to_pylist(), words.column("count").to_pylist(), strict=True)
-    )
-    total = sum(counts_by_word.values())
-    entropy = np.array([normalised_entropy(t, counts_by_word, total) for t in texts], np.float32)
-    ppl, low, high = perplexities(storage, texts) if texts else (np.zeros(0), 0.0, 0.0)
+    entropy, ppl, low, high, reused = semantic_scores(storage, key, c_ids, texts)
     semantic_reasons = [
         "low_entropy" if h < config.entropy_threshold else r
         for h, r in zip(entropy, window_rejections(ppl, low, high), strict=True)
@@ -309,7 +330,6 @@ def sentence_dedup(
         else None
     )
     e_ids = earlier.column("sentence_id").to_pylist() if earlier is not None else []
-    c_ids = current.column("sentence_id").to_pylist()
     n_e = len(e_ids)
     e_shards = earlier.column("shard").to_pylist() if earlier is not None else []
     signatures = (
@@ -323,7 +343,7 @@ def sentence_dedup(
     stages = [
         (EXACT, lambda: exact_pairs(e_ids, c_ids)),
         (
-            PERCEPTUAL,
+            NEAR_TEXT,
             lambda: _offset_query_pairs(
                 near_duplicate_pairs(
                     signatures, config.text_near_duplicate_threshold, query=signatures[n_e:]
@@ -362,6 +382,7 @@ def sentence_dedup(
         "after_semantic_filter": int(sum(r is None for r in semantic_reasons)),
         "compared_with_earlier": n_e,
         "semantic_enabled": int(semantic),
+        "scores_from_word_statistics": int(reused),
         "entropy_mean": float(entropy.mean()) if len(entropy) else 0.0,
         "perplexity_median": float(np.median(ppl)) if len(ppl) else 0.0,
     }

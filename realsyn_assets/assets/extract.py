@@ -5,9 +5,9 @@ from collections import Counter
 import dagster as dg
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from realsyn_assets.assets._common import rejection_counts, stage_metadata
+from realsyn_assets.assets._sentence_scores import fit_fingerprint, ids_fingerprint, save_scores
 from realsyn_assets.core import images as image_core
 from realsyn_assets.core import sentences as sentence_core
 from realsyn_assets.core.caption_filter import cat_rejection
@@ -19,7 +19,7 @@ from realsyn_assets.core.perplexity import (
     NGramScorer,
     calibrate_window,
 )
-from realsyn_assets.core.semantic import WORD_PATTERN
+from realsyn_assets.core.semantic import WORD_PATTERN, normalised_entropy
 from realsyn_assets.partitions import shard_partitions
 from realsyn_assets.resources import MetricsResource, StorageResource
 from realsyn_assets.resources.home import atomic_write_bytes
@@ -256,21 +256,33 @@ class WordStatisticsConfig(dg.Config):
 
 
 def fit_language_model(
-    storage: StorageResource, files: list[str], config: WordStatisticsConfig
+    storage: StorageResource,
+    shards: list[str],
+    config: WordStatisticsConfig,
+    word_counts: dict[str, int],
+    total: int,
 ) -> dict:
-    """Fit the offline n-gram scorer on the whole corpus and choose its perplexity window.
+    """Fit the offline n-gram scorer on the whole corpus, choose its perplexity window, and
+    store every sentence's entropy and perplexity for sentence_dedup (assets/_sentence_scores).
 
     GPT-2 uses the paper's 30-200 window as is; an n-gram model's perplexities live on another
     scale, so its window keeps the fraction of sentences the paper's semantic stage keeps.
     """
     import json
 
-    out_dir = storage.layout.asset_dir("word_statistics")
+    home = storage.layout
+    out_dir = home.asset_dir("word_statistics")
+    tables = [
+        read_table(home.partition_file("extracted_sentences", s), columns=["sentence_id", "text"])
+        for s in shards
+    ]
+    texts = [t for table in tables for t in table.column("text").to_pylist()]
+    entropy = np.array([normalised_entropy(t, word_counts, total) for t in texts], np.float32)
+    ppl = None
     if config.perplexity_scorer == "gpt2":
         low, high = PAPER_PPL_WINDOW
         window = {"scorer": "gpt2", "model": config.gpt2_model, "low": low, "high": high}
     else:
-        texts = pq.read_table(files, columns=["text"]).column("text").to_pylist() if files else []
         model, ppl = NGramScorer.fit_perplexity(texts)
         model.save(out_dir / "ngram.npz")
         low, high = calibrate_window(ppl, config.keep_fraction)
@@ -281,6 +293,24 @@ def fit_language_model(
             "keep_fraction_target": config.keep_fraction,
             "ppl_median": float(np.median(ppl)) if len(ppl) else 0.0,
         }
+    fingerprints = {
+        s: ids_fingerprint(t.column("sentence_id").to_pylist())
+        for s, t in zip(shards, tables, strict=True)
+    }
+    window["fit_id"] = fit_fingerprint(fingerprints, window["scorer"])
+    window["shards"] = list(shards)
+    start = 0
+    for shard, table in zip(shards, tables, strict=True):
+        stop = start + table.num_rows
+        save_scores(
+            out_dir,
+            shard,
+            fingerprints[shard],
+            window["fit_id"],
+            entropy[start:stop],
+            ppl[start:stop] if ppl is not None else None,
+        )
+        start = stop
     atomic_write_bytes(out_dir / "perplexity_window.json", json.dumps(window).encode())
     return {"ppl_window_low": float(low), "ppl_window_high": float(high)}
 
@@ -300,7 +330,11 @@ def word_statistics(
 ) -> dg.MaterializeResult:
     import duckdb
 
-    files = [str(p) for p in storage.shard_files("extracted_sentences")]
+    home = storage.layout
+    shards = [
+        s for s in home.shard_order() if home.partition_file("extracted_sentences", s).exists()
+    ]
+    files = [str(home.partition_file("extracted_sentences", s)) for s in shards]
     if not files:
         raise dg.Failure("no extracted_sentences shard is materialized yet")
     con = duckdb.connect()
@@ -327,7 +361,10 @@ def word_statistics(
         )
     )
     counts = {"shards": len(files), "vocabulary": table.num_rows, "words_total": total}
-    counts.update(fit_language_model(storage, files, config))
+    word_counts = dict(
+        zip(table.column("word").to_pylist(), table.column("count").to_pylist(), strict=True)
+    )
+    counts.update(fit_language_model(storage, shards, config, word_counts, total))
     meta = stage_metadata(metrics, "word_statistics", "__all__", counts, None, table, out)
     meta["top_words"] = dg.MetadataValue.json(dict(top))
     return dg.MaterializeResult(metadata=meta)
