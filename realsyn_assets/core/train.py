@@ -31,6 +31,7 @@ from realsyn_assets.core.encoder import (
     atomic_torch_save,
     autocast_context,
     load_rgb,
+    quiet_transformers,
     register_model_configs,
     resolve_device,
     torch_threads,
@@ -255,7 +256,7 @@ def train_clip(
             f"epochs {config.epochs}, max_steps {config.max_steps} (need >= 2 samples per step)"
         )
 
-    register_model_configs()
+    register_model_configs(config.model_name)
     import open_clip
     import torch
     from torch.utils.data import DataLoader
@@ -263,7 +264,11 @@ def train_clip(
     device = resolve_device(config.device)
     amp = autocast_context(device, config.precision)
     fork_devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
-    with torch.random.fork_rng(devices=fork_devices), torch_threads(config.num_threads):
+    with (
+        torch.random.fork_rng(devices=fork_devices),
+        torch_threads(config.num_threads),
+        quiet_transformers(),
+    ):
         torch.manual_seed(config.seed)
         model, preprocess_train, _ = open_clip.create_model_and_transforms(
             config.model_name,
