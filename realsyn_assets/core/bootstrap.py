@@ -38,7 +38,8 @@ sentences). Not better: 100 epochs 0.757, 96 px 0.761, 128 px 0.756, batch 256 0
 projection 0.754,
 width 32 0.766 (2.4x the time), squashing instead of centre-cropping 0.742, a re-selection round
 0.744, centring image vectors or CSLS hubness correction 0.76. Worse: training only on pairs whose
-sentences survive the filters (0.70; 0.56 for realsyn-tiny), adding each sentence's 2 nearest
+sentences survive the filters (0.70; 0.56 for realsyn-tiny), random resized crops (0.67-0.68:
+they cut objects away), adding each sentence's 2 nearest
 MiniLM neighbours from other documents to its bag (0.65), a second round on the model's own
 retrieved pairs (0.72; with the re-selected ones 0.71; retrieved from other documents only
 0.54). Perfect labels give 0.84 (0.95 over all sentences): most remaining errors name the right
