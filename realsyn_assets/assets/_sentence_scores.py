@@ -39,6 +39,17 @@ def fit_fingerprint(shard_fingerprints: dict[str, str], scorer: str) -> str:
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()
 
 
+def entropies(texts: Sequence[str], words: pa.Table) -> np.ndarray:
+    """Normalised entropy (paper Eq. 1) of each text under the corpus word counts (word, count)."""
+    from realsyn_assets.core.semantic import normalised_entropy
+
+    counts = dict(
+        zip(words.column("word").to_pylist(), words.column("count").to_pylist(), strict=True)
+    )
+    total = sum(counts.values())
+    return np.array([normalised_entropy(t, counts, total) for t in texts], np.float32)
+
+
 def score_path(folder: Path, shard: str) -> Path:
     return folder / SCORES_DIR / f"{shard}.parquet"
 

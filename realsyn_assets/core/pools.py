@@ -5,7 +5,7 @@ from a fork server where the platform has one (spawn elsewhere). The fork server
 process per interpreter whose preload list only counts before it starts, so every pool must ask
 for the same list: the stage modules (numpy and Pillow behind `core.images`, nupunkt behind
 `core.sentences`). Workers forked from it start with them loaded: pool start drops from ~0.35 s
-to ~0.08 s per call (`realsyn bench extract`).
+to 0.04-0.06 s per call (`realsyn bench extract`).
 """
 
 from __future__ import annotations

@@ -288,8 +288,8 @@ def split_and_filter_blocks(
 
     ``workers > 1`` (and at least ``min_blocks`` blocks) sends batches of ``batch_blocks`` blocks
     to this process's shared worker pool (``_shared_pool``, started from ``core.pools``: a
-    preloaded fork server where available, else spawn). (Letting the parent work on batches too was slower: it starves the
-    pool's feeder thread of the GIL.)
+    preloaded fork server where available, else spawn). Letting the parent work on batches too
+    was slower: it starves the pool's feeder thread of the GIL.
     """
     if workers <= 1 or len(blocks) < max(min_blocks, 2 * batch_blocks):
         return _split_and_filter(list(blocks), config)

@@ -264,18 +264,15 @@ def train_clip(
     device = resolve_device(config.device)
     amp = autocast_context(device, config.precision)
     fork_devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
-    with (
-        torch.random.fork_rng(devices=fork_devices),
-        torch_threads(config.num_threads),
-        quiet_transformers(),
-    ):
+    with torch.random.fork_rng(devices=fork_devices), torch_threads(config.num_threads):
         torch.manual_seed(config.seed)
-        model, preprocess_train, _ = open_clip.create_model_and_transforms(
-            config.model_name,
-            pretrained=init_checkpoint,
-            device=device,
-            init_logit_scale=math.log(1.0 / config.temperature_init),
-        )
+        with quiet_transformers():
+            model, preprocess_train, _ = open_clip.create_model_and_transforms(
+                config.model_name,
+                pretrained=init_checkpoint,
+                device=device,
+                init_logit_scale=math.log(1.0 / config.temperature_init),
+            )
         model.train()
         tokenizer = open_clip.get_tokenizer(config.model_name)
         optimizer = build_optimizer(model, config)
