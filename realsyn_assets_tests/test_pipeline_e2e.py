@@ -92,6 +92,29 @@ def test_outputs_on_disk(demo_home):
     assert (demo_home / "data" / "quality_report" / "report.md").exists()
 
 
+def test_report_precision_equals_scoring_every_retrieved_text1(demo_home):
+    """The report's corpus figure, recomputed from the retrieved_texts files and ground truth."""
+    truth = load_ground_truth(demo_home / "demo_corpus")
+    folder = demo_home / "data" / "retrieved_texts"
+    rows = [
+        row
+        for path in sorted(folder.glob("shard-*.parquet"))
+        if "rejected" not in path.name
+        for row in pq.read_table(path, columns=["image_id", "text1_id"]).to_pylist()
+    ]
+    hits = [
+        truth.describes(r["image_id"], r["text1_id"])
+        for r in rows
+        if truth.image_concept(r["image_id"]) is not None
+    ]
+    report = json.loads((demo_home / "data" / "quality_report" / "report.json").read_text())
+    precision = report["retrieval_precision"]
+    assert precision["gt_images_scored"] == len(hits) > 50
+    assert precision["gt_precision_text1"] == pytest.approx(sum(hits) / len(hits))
+    markdown = (demo_home / "data" / "quality_report" / "report.md").read_text()
+    assert f"| text1 | {precision['gt_precision_text1']:.3f} |" in markdown
+
+
 def test_retrieved_texts_are_distinct_sentences_with_lineage(demo_home):
     table = pq.read_table(demo_home / "data" / "balanced_subset" / "15M" / "realsyn.parquet")
     truth = load_ground_truth(demo_home / "demo_corpus")

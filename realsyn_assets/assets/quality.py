@@ -28,6 +28,35 @@ PAPER = {
 }
 
 
+def retrieval_precision_overall(metrics: MetricsResource) -> dict[str, float]:
+    """Corpus-wide ground-truth precision of the retrieved texts (demo corpus only).
+
+    Each shard records its own precision over its labelled images; the corpus figure weights
+    them by ``gt_images_scored`` so that it equals scoring every labelled image at once.
+    Empty when no shard recorded ground-truth scores (real data).
+    """
+    rows = metrics.query(
+        "SELECT partition, metric, value FROM stage_counts "
+        "WHERE stage='retrieved_texts' AND metric LIKE 'gt_%'"
+    )
+    shards: dict[str, dict[str, float]] = {}
+    for partition, metric, value in rows:
+        shards.setdefault(partition, {})[metric] = float(value)
+    weights = {p: m.get("gt_images_scored", 0.0) for p, m in shards.items()}
+    total = sum(weights.values())
+    if not total:
+        return {}
+    names = sorted({m for scores in shards.values() for m in scores} - {"gt_images_scored"})
+    overall = {
+        name: sum(weights[p] * shards[p].get(name, 0.0) for p in shards) / total for name in names
+    }
+    overall["gt_images_scored"] = total
+    overall["gt_precision_text1_min_shard"] = min(
+        scores.get("gt_precision_text1", 0.0) for p, scores in shards.items() if weights[p]
+    )
+    return overall
+
+
 def funnel(metrics: MetricsResource, steps: list[tuple[str, str, str]]) -> list[dict]:
     rows = []
     for label, stage, metric in steps:
@@ -72,6 +101,8 @@ def quality_report(
         "SELECT partition, metric, value FROM stage_counts WHERE stage='clip_evaluation' ORDER BY 1, 2"
     )
 
+    precision = retrieval_precision_overall(metrics)
+
     fig, axes = plt.subplots(1, 2, figsize=(8, 3))
     for ax, rows, title in ((axes[0], images, "images"), (axes[1], sentences, "sentences")):
         ax.plot([r["fraction"] for r in rows], marker="o", label="this corpus")
@@ -85,6 +116,7 @@ def quality_report(
         "rejections": [{"stage": s, "reason": r, "count": int(n)} for s, r, n in reasons],
         "subset_sizes": {p: int(v) for p, v in scales},
         "evaluation": [{"scale": p, "metric": m, "value": v} for p, m, v in evals],
+        "retrieval_precision": precision,
     }
     out_dir = storage.layout.asset_dir("quality_report")
     atomic_write_bytes(out_dir / "report.json", json.dumps(report, indent=2).encode())
@@ -109,6 +141,28 @@ def quality_report(
     lines += ["", "## Rejections by reason", "", "| stage | reason | count |", "|---|---|---|"]
     lines += [f"| {s} | {r} | {int(n)} |" for s, r, n in reasons]
     lines += ["", "## Balanced subsets", ""] + [f"- {p}: {int(v)} samples" for p, v in scales]
+    if precision:
+        lines += [
+            "",
+            "## Retrieved texts against the demo ground truth",
+            "",
+            f"Share of retrieved texts that describe the image's colour and shape, over "
+            f"{int(precision['gt_images_scored'])} labelled images (all shards):",
+            "",
+            "| rank | precision |",
+            "|---|---|",
+        ]
+        lines += [
+            f"| text{j} | {precision.get(f'gt_precision_text{j}', 0.0):.3f} |"
+            for j in range(1, 10)
+            if f"gt_precision_text{j}" in precision
+        ]
+        lines += [
+            f"| in-document nearest text (MMC4-style) | "
+            f"{precision.get('gt_in_document_precision_text1', 0.0):.3f} |",
+            "",
+            f"Lowest shard (text1): {precision['gt_precision_text1_min_shard']:.3f}.",
+        ]
     markdown = "\n".join(lines) + "\n"
     atomic_write_bytes(out_dir / "report.md", markdown.encode())
     return dg.MaterializeResult(
@@ -117,6 +171,11 @@ def quality_report(
             "funnel": png_metadata(fig),
             "images_final": images[-1]["count"],
             "sentences_final": sentences[-1]["count"],
+            **{
+                name: dg.MetadataValue.float(float(value))
+                for name, value in precision.items()
+                if name != "gt_images_scored"
+            },
             "path": dg.MetadataValue.path(str(out_dir / "report.md")),
         }
     )

@@ -299,6 +299,7 @@ def demo_precision(
     )
     scores = {f"gt_{name}": float(v) for name, v in ours.items() if name.startswith("precision")}
     scores["gt_in_document_precision_text1"] = float(baseline.get("precision_text1", 0.0))
+    scores["gt_images_scored"] = int(ours.get("images_scored", 0))  # weights the corpus figure
     return scores
 
 

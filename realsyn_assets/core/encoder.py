@@ -95,6 +95,9 @@ def register_model_configs(model_name: str | None = None) -> None:
 
         import open_clip
 
+        from realsyn_assets.core.towers import register_timm_towers
+
+        register_timm_towers()
         folder = Path(tempfile.mkdtemp(prefix="realsyn-open-clip-configs-"))
         atexit.register(shutil.rmtree, folder, True)
         for path in sorted(MODEL_CONFIG_DIR.glob("*.json")):
