@@ -93,7 +93,8 @@ def test_plain_cnn_learns_demo_shapes_from_a_few_hundred_images(tmp_path):
     net = PlainConvNet(width=16, num_classes=len(SHAPES))
     generator = torch.Generator().manual_seed(0)
     epochs, batch = 40, 32
-    steps = epochs * (len(train) // batch)
+    per_epoch = len(train) // batch
+    steps = epochs * per_epoch
     optimiser = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=0.05)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, 2e-3, total_steps=steps)
     threads = torch.get_num_threads()
@@ -101,9 +102,9 @@ def test_plain_cnn_learns_demo_shapes_from_a_few_hundred_images(tmp_path):
     try:
         net.train()
         for step in range(steps):
-            if step % (len(train) // batch) == 0:
+            if step % per_epoch == 0:
                 shuffled = train[torch.randperm(len(train), generator=generator)]
-            chunk = shuffled[(step % (len(train) // batch)) * batch :][:batch]
+            chunk = shuffled[(step % per_epoch) * batch :][:batch]
             x = _augment(pixels[chunk], generator, "dihedral_shift")
             loss = torch.nn.functional.cross_entropy(net(x), labels[chunk])
             optimiser.zero_grad()

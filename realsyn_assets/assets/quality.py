@@ -152,11 +152,12 @@ def quality_report(
             "| rank | precision |",
             "|---|---|",
         ]
-        lines += [
-            f"| text{j} | {precision.get(f'gt_precision_text{j}', 0.0):.3f} |"
-            for j in range(1, 10)
-            if f"gt_precision_text{j}" in precision
-        ]
+        ranks = sorted(
+            int(name.removeprefix("gt_precision_text"))
+            for name in precision
+            if name.removeprefix("gt_precision_text").isdigit()
+        )
+        lines += [f"| text{j} | {precision[f'gt_precision_text{j}']:.3f} |" for j in ranks]
         lines += [
             f"| in-document nearest text (MMC4-style) | "
             f"{precision.get('gt_in_document_precision_text1', 0.0):.3f} |",

@@ -17,9 +17,9 @@ survive the filters, which is what the pipeline retrieves from; tables in the RE
 - a plain CNN image tower with a global max pool (realsyn-plaincnn-minilm, core/towers.py):
   0.80-0.84 over 3 seeds, against 0.74-0.77 for open_clip's ModifiedResNet
   (realsyn-conv-minilm) and 0.60 for realsyn-tiny (2-layer ViT, text tower from scratch, 3
-  rounds). The errors of the
-  ModifiedResNet were mostly wrong shapes: a linear probe on its image vectors finds shape with
-  0.70 accuracy, even when it is trained on ground-truth pairs (plain CNN on mined pairs: 0.82);
+  rounds). The errors of the ModifiedResNet were mostly wrong shapes: a linear probe on its
+  image vectors finds shape with 0.70 accuracy, even when it is trained on ground-truth pairs
+  (plain CNN on mined pairs: 0.82);
 - one round: re-selection and self-training on the model's own retrieved pairs lower it
   (0.54-0.74), and so do random crops (0.68).
 """
