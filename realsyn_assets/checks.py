@@ -297,7 +297,7 @@ def clusters_current(metrics: MetricsResource) -> Result:
 def three_texts_per_image(
     context: dg.AssetCheckExecutionContext, storage: StorageResource
 ) -> Result:
-    from realsyn_assets.resources.storage import read_table
+    from realsyn_assets.core.io import read_table
 
     table = read_table(storage.layout.partition_file("retrieved_texts", context.partition_key))
     rows = table.select(

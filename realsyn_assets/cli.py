@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 # Dagster-free import: pool workers re-import `__main__` (this module); keep that cheap.
-from realsyn_assets.core.balance import SCALE_CAPS
+from realsyn_assets.core.balance.sampling import SCALE_CAPS
 
 SCALES = list(SCALE_CAPS)
 
@@ -42,7 +42,7 @@ def _print_stage(report) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from realsyn_assets.core.demo_corpus import generate_demo_corpus
+    from realsyn_assets.demo.corpus import generate_demo_corpus
     from realsyn_assets.pipeline import prepare_environment, register, run_pipeline
 
     start = time.perf_counter()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from realsyn_assets.core.balance import SCALE_CAPS
+from realsyn_assets.core.balance.sampling import SCALE_CAPS
 
 SHARDS = "shard"
 shard_partitions = dg.DynamicPartitionsDefinition(name=SHARDS)

@@ -64,7 +64,7 @@ def fresh_home(tmp_path, monkeypatch):
     `layout, make_corpus = fresh_home; corpus = make_corpus(n_docs, n_shards, seed)`."""
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     from realsyn_assets import pipeline
-    from realsyn_assets.core.demo_corpus import generate_demo_corpus
+    from realsyn_assets.demo.corpus import generate_demo_corpus
 
     layout = pipeline.prepare_environment(tmp_path / "home")
     monkeypatch.setenv("REALSYN_HOME", str(layout.root))

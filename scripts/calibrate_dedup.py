@@ -57,7 +57,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a plain script from anywhere
     sys.path.insert(0, str(REPO))
 
-from realsyn_assets.core import images as image_core  # noqa: E402
+from realsyn_assets.core.images import extract as image_core  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 DEFAULT_OUT = REPO / "calibration" / "dedup_thresholds.json"
@@ -509,7 +509,7 @@ def calibrate_semantic(
     args: argparse.Namespace,
     weights_dir: Path,
 ) -> dict:
-    from realsyn_assets.core.encoder import LOCAL_WEIGHTS_SEED, Encoder, EncoderSpec
+    from realsyn_assets.core.embedding.encoder import LOCAL_WEIGHTS_SEED, Encoder, EncoderSpec
 
     spec = EncoderSpec(
         model_name=args.encoder_model,

@@ -10,9 +10,10 @@ import pyarrow.compute as pc
 from realsyn_assets.assets._common import png_metadata, stage_metadata
 from realsyn_assets.assets.embed import shard_vectors
 from realsyn_assets.assets.retrieve import ALL_SHARDS
-from realsyn_assets.core import balance as balance_core
-from realsyn_assets.core import export as export_core
-from realsyn_assets.core import kmeans as kmeans_core
+from realsyn_assets.core.balance import export as export_core
+from realsyn_assets.core.balance import sampling as balance_core
+from realsyn_assets.core.io import read_table
+from realsyn_assets.core.retrieval import kmeans as kmeans_core
 from realsyn_assets.partitions import scale_partitions
 from realsyn_assets.resources import (
     EncoderResource,
@@ -20,7 +21,6 @@ from realsyn_assets.resources import (
     StorageResource,
     VectorStoreResource,
 )
-from realsyn_assets.resources.storage import read_table
 
 PAPER_WINDOW_ENCODERS = ("EVA02-E-14-plus",)  # the encoder the 0.51-0.61 window was set for
 
@@ -117,7 +117,7 @@ def image_clusters(
         "cluster", pa.array(labels)
     )
     path = storage.layout.asset_dir("image_clusters") / "assignments.parquet"
-    from realsyn_assets.resources.storage import write_table
+    from realsyn_assets.core.io import write_table
 
     write_table(out, path)
     stats = balance_core.cluster_size_stats(labels_kept)

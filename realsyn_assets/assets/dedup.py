@@ -4,7 +4,7 @@ Incremental by registration order: a shard is compared with every item of the sh
 before it (their stored hashes and vectors, nothing recomputed); an item linked, directly or through
 its own shard's items, to an earlier item is a duplicate, and inside a shard the first item of a
 group is kept. Earlier shards' decisions therefore never change when a shard is added, and reruns
-give the same answer (see core/dedup.py for the union-find).
+give the same answer (see core/dedup/union_find.py for the union-find).
 """
 
 from collections.abc import Callable
@@ -14,10 +14,11 @@ import numpy as np
 import pyarrow as pa
 
 from realsyn_assets.assets._common import rejection_counts, stage_metadata
-from realsyn_assets.assets._sentence_scores import entropies, load_scores
 from realsyn_assets.assets.embed import shard_vectors
-from realsyn_assets.core import dedup as dedup_core
-from realsyn_assets.core.semantic import ENTROPY_THRESHOLD
+from realsyn_assets.core.dedup import union_find as dedup_core
+from realsyn_assets.core.io import read_table, save_npy, write_table
+from realsyn_assets.core.semantic_filter.entropy import ENTROPY_THRESHOLD
+from realsyn_assets.core.semantic_filter.scores import entropies, load_scores
 from realsyn_assets.partitions import shard_partitions
 from realsyn_assets.resources import (
     EncoderResource,
@@ -25,7 +26,6 @@ from realsyn_assets.resources import (
     StorageResource,
     VectorStoreResource,
 )
-from realsyn_assets.resources.storage import read_table, save_npy, write_table
 
 EXACT, PERCEPTUAL, SEMANTIC = "exact_duplicate", "perceptual_duplicate", "semantic_duplicate"
 NEAR_TEXT = "near_duplicate_text"  # sentences: MinHash over word shingles
@@ -40,7 +40,9 @@ class ImageDedupConfig(dg.Config):
 
 
 class SentenceDedupConfig(dg.Config):
-    entropy_threshold: float = ENTROPY_THRESHOLD  # paper: 0.3 (normalised, see core/semantic.py)
+    entropy_threshold: float = (
+        ENTROPY_THRESHOLD  # paper: 0.3 (normalised, see core/semantic_filter/entropy.py)
+    )
     # MinHash Jaccard of char 4-grams. 0.45 maximises recall on generated near-duplicates of the
     # Wikipedia sample (0.965 at precision 1.0), but templated yet different sentences (the demo
     # corpus, boilerplate-heavy sites) share ~0.5 of their 4-grams; 0.65 keeps precision first.
@@ -237,7 +239,7 @@ def semantic_scores(
     """
     import json
 
-    from realsyn_assets.core.perplexity import GPT2Scorer, NGramScorer
+    from realsyn_assets.core.semantic_filter.perplexity import GPT2Scorer, NGramScorer
 
     folder = storage.layout.asset_dir("word_statistics")
     window = json.loads((folder / "perplexity_window.json").read_text())
@@ -264,7 +266,7 @@ def text_signatures(
     storage: StorageResource, shard: str, texts: list[str] | None = None
 ) -> np.ndarray:
     """MinHash signatures of a shard's extracted sentences, stored once and reused by later shards."""
-    from realsyn_assets.core.text_dedup import minhash_signatures
+    from realsyn_assets.core.dedup.minhash import minhash_signatures
 
     path = storage.layout.partition_file("sentence_dedup", shard, ".minhash.npy")
     if texts is None and path.exists():
@@ -299,8 +301,8 @@ def sentence_dedup(
     vectors: VectorStoreResource,
     encoder: EncoderResource,
 ) -> dg.MaterializeResult:
-    from realsyn_assets.core.perplexity import window_rejections
-    from realsyn_assets.core.text_dedup import near_duplicate_pairs
+    from realsyn_assets.core.dedup.minhash import near_duplicate_pairs
+    from realsyn_assets.core.semantic_filter.perplexity import window_rejections
 
     home = storage.layout
     key = context.partition_key

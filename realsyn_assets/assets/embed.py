@@ -5,6 +5,7 @@ import numpy as np
 import pyarrow as pa
 
 from realsyn_assets.assets._common import stage_metadata
+from realsyn_assets.core.io import read_table
 from realsyn_assets.partitions import shard_partitions
 from realsyn_assets.resources import (
     EncoderResource,
@@ -12,7 +13,6 @@ from realsyn_assets.resources import (
     StorageResource,
     VectorStoreResource,
 )
-from realsyn_assets.resources.storage import read_table
 from realsyn_assets.resources.vectors import vectors_column
 
 

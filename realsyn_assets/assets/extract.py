@@ -7,28 +7,27 @@ import numpy as np
 import pyarrow as pa
 
 from realsyn_assets.assets._common import rejection_counts, stage_metadata
-from realsyn_assets.assets._sentence_scores import (
-    entropies,
-    fit_fingerprint,
-    ids_fingerprint,
-    save_scores,
-)
-from realsyn_assets.core import images as image_core
-from realsyn_assets.core import sentences as sentence_core
-from realsyn_assets.core.caption_filter import cat_rejection
-from realsyn_assets.core.documents import fetch_image_bytes
 from realsyn_assets.core.ids import image_id, sentence_id
-from realsyn_assets.core.perplexity import (
+from realsyn_assets.core.images import extract as image_core
+from realsyn_assets.core.ingest.documents import fetch_image_bytes
+from realsyn_assets.core.io import atomic_write_bytes, read_table, write_table
+from realsyn_assets.core.semantic_filter.entropy import WORD_PATTERN
+from realsyn_assets.core.semantic_filter.perplexity import (
     PAPER_PPL_WINDOW,
     PAPER_SEMANTIC_KEEP_FRACTION,
     NGramScorer,
     calibrate_window,
 )
-from realsyn_assets.core.semantic import WORD_PATTERN
+from realsyn_assets.core.semantic_filter.scores import (
+    entropies,
+    fit_fingerprint,
+    ids_fingerprint,
+    save_scores,
+)
+from realsyn_assets.core.text import sentences as sentence_core
+from realsyn_assets.core.text.cat import cat_rejection
 from realsyn_assets.partitions import shard_partitions
 from realsyn_assets.resources import MetricsResource, StorageResource
-from realsyn_assets.resources.home import atomic_write_bytes
-from realsyn_assets.resources.storage import read_table, write_table
 
 DUPLICATE_IN_SHARD = "duplicate_in_shard"
 

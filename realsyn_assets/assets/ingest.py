@@ -3,10 +3,10 @@
 import dagster as dg
 
 from realsyn_assets.assets._common import stage_metadata
-from realsyn_assets.core.documents import read_shard
+from realsyn_assets.core.ingest.documents import read_shard
+from realsyn_assets.core.io import write_table
 from realsyn_assets.partitions import shard_partitions
 from realsyn_assets.resources import MetricsResource, StorageResource
-from realsyn_assets.resources.storage import write_table
 
 
 @dg.asset(

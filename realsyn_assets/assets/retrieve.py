@@ -9,13 +9,12 @@ import pyarrow.compute as pc
 
 from realsyn_assets.assets._common import png_metadata, stage_metadata
 from realsyn_assets.assets.embed import shard_vectors
-from realsyn_assets.core import cluster_state
-from realsyn_assets.core import kmeans as kmeans_core
-from realsyn_assets.core import retrieval as retrieval_core
+from realsyn_assets.core.io import atomic_write_bytes, read_table, save_npy, write_table
+from realsyn_assets.core.retrieval import cluster_state
+from realsyn_assets.core.retrieval import kmeans as kmeans_core
+from realsyn_assets.core.retrieval import search as retrieval_core
 from realsyn_assets.partitions import shard_partitions
 from realsyn_assets.resources import MetricsResource, StorageResource, VectorStoreResource
-from realsyn_assets.resources.home import atomic_write_bytes
-from realsyn_assets.resources.storage import read_table, save_npy, write_table
 
 ALL_SHARDS = dg.AllPartitionMapping()
 MODES = ("hierarchical", "exact", "in_document")
@@ -270,8 +269,8 @@ def demo_precision(
 ) -> dict:
     """On the demo corpus: fraction of retrieved texts that describe the image's ground-truth
     content, next to the same figure for in-document (MMC4-style) assignment."""
-    from realsyn_assets.core.bootstrap import retrieval_precision
-    from realsyn_assets.core.demo_corpus import load_ground_truth
+    from realsyn_assets.core.embedding.bootstrap import retrieval_precision
+    from realsyn_assets.demo.corpus import load_ground_truth
 
     truth = load_ground_truth(home.ground_truth)
     ids = out.column("image_id").to_pylist()

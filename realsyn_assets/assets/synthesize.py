@@ -7,8 +7,9 @@ import pyarrow as pa
 
 from realsyn_assets.assets._common import stage_metadata
 from realsyn_assets.assets.embed import shard_vectors
-from realsyn_assets.core import generation as gen_core
-from realsyn_assets.core.balance import pair_cosine
+from realsyn_assets.core.balance.sampling import pair_cosine
+from realsyn_assets.core.generation import fusion as gen_core
+from realsyn_assets.core.io import read_table, save_npy, write_table
 from realsyn_assets.partitions import shard_partitions
 from realsyn_assets.resources import (
     EncoderResource,
@@ -17,7 +18,6 @@ from realsyn_assets.resources import (
     StorageResource,
     VectorStoreResource,
 )
-from realsyn_assets.resources.storage import read_table, save_npy, write_table
 
 
 class SynthesisConfig(dg.Config):
@@ -36,8 +36,8 @@ def tag_vocabulary(home, enc, config: SynthesisConfig) -> tuple[list[str], np.nd
     import hashlib
     import json
 
-    from realsyn_assets.core.encoder import file_sha1
-    from realsyn_assets.resources.home import atomic_write_bytes
+    from realsyn_assets.core.embedding.encoder import file_sha1
+    from realsyn_assets.core.io import atomic_write_bytes
 
     members_path = home.asset_dir("sentence_clusters") / "members.parquet"
     ident = (

@@ -7,10 +7,9 @@ import numpy as np
 import pyarrow.compute as pc
 
 from realsyn_assets.assets._common import png_bytes_metadata, stage_metadata
+from realsyn_assets.core.io import atomic_write_bytes, read_table
 from realsyn_assets.partitions import scale_partitions
 from realsyn_assets.resources import EncoderResource, MetricsResource, StorageResource
-from realsyn_assets.resources.home import atomic_write_bytes
-from realsyn_assets.resources.storage import read_table
 
 TEXT_COLUMNS = ("text1", "text2", "text3", "syn_text")
 
@@ -49,7 +48,7 @@ def clip_checkpoint(
     metrics: MetricsResource,
     encoder: EncoderResource,
 ) -> dg.MaterializeResult:
-    from realsyn_assets.core.train import TrainConfig, TrainSample, train_clip
+    from realsyn_assets.core.training.clip import TrainConfig, TrainSample, train_clip
 
     scale = context.partition_key
     table = _subset(storage, scale)
@@ -93,7 +92,7 @@ def clip_checkpoint(
 
 
 def _evaluate(encoder, paths, texts, concepts, class_names) -> dict[str, float]:
-    from realsyn_assets.core.evaluate import retrieval_recall, zero_shot_accuracy
+    from realsyn_assets.core.evaluation import retrieval_recall, zero_shot_accuracy
 
     image_emb = encoder.encode_images(paths)
     text_emb = encoder.encode_texts(texts)
@@ -123,8 +122,8 @@ def clip_evaluation(
     metrics: MetricsResource,
     encoder: EncoderResource,
 ) -> dg.MaterializeResult:
-    from realsyn_assets.core.encoder import Encoder, EncoderSpec
-    from realsyn_assets.core.evaluate import chance_recall
+    from realsyn_assets.core.embedding.encoder import Encoder, EncoderSpec
+    from realsyn_assets.core.evaluation import chance_recall
 
     scale = context.partition_key
     table = _subset(storage, scale)
@@ -137,7 +136,7 @@ def clip_evaluation(
     class_names: list[str] = []
     home = storage.layout
     if home.ground_truth is not None:
-        from realsyn_assets.core.demo_corpus import CONCEPTS, load_ground_truth
+        from realsyn_assets.demo.corpus import CONCEPTS, load_ground_truth
 
         truth = load_ground_truth(home.ground_truth)
         concepts = [truth.image_concept(i) for i in held.column("image_id").to_pylist()]

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from realsyn_assets.core.encoder import Encoder, EncoderSpec, load_rgb, torch_threads
+from realsyn_assets.core.embedding.encoder import Encoder, EncoderSpec, load_rgb, torch_threads
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +102,7 @@ def _write_paths_table(paths: list[Path], path: Path) -> None:
 
 def whole_path(encoder: Encoder, table_path: Path, lancedb_uri: str) -> dict:
     """What `image_embeddings` does for one shard: read paths, encode, write to LanceDB."""
-    from realsyn_assets.resources.storage import read_table
+    from realsyn_assets.core.io import read_table
     from realsyn_assets.resources.vectors import VectorStoreResource, vectors_column
 
     t0 = time.perf_counter()

@@ -57,9 +57,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from realsyn_assets.core import images as image_core
 from realsyn_assets.core import pools
-from realsyn_assets.core import sentences as sentence_core
+from realsyn_assets.core.images import extract as image_core
+from realsyn_assets.core.text import sentences as sentence_core
 
 split_blocks = sentence_core.split_and_filter_blocks
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".bin"}
@@ -174,8 +174,8 @@ def _finish_set(image_set: ImageSet) -> ImageSet:
 
 
 def demo_inputs(work: Path, docs: int, shards: int, seed: int, photos: int) -> Inputs:
-    from realsyn_assets.core.demo_corpus import generate_demo_corpus
-    from realsyn_assets.core.documents import read_shard
+    from realsyn_assets.core.ingest.documents import read_shard
+    from realsyn_assets.demo.corpus import generate_demo_corpus
 
     corpus = generate_demo_corpus(
         work / "corpus", n_docs=docs, n_shards=min(shards, docs), seed=seed

@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 
 from realsyn_assets.bench.synthetic import ClipLikeSpec, generate, stats
-from realsyn_assets.core.kmeans import SENTENCES_PER_CLUSTER, assign, train_kmeans
-from realsyn_assets.core.retrieval import (
+from realsyn_assets.core.retrieval.kmeans import SENTENCES_PER_CLUSTER, assign, train_kmeans
+from realsyn_assets.core.retrieval.search import (
     RetrievalResult,
     build_cluster_index,
     calibrate_probe_margin,

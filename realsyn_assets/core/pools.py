@@ -13,7 +13,7 @@ from __future__ import annotations
 from multiprocessing import get_all_start_methods, get_context
 from multiprocessing.context import BaseContext
 
-STAGE_MODULES = ["realsyn_assets.core.images", "realsyn_assets.core.sentences"]
+STAGE_MODULES = ["realsyn_assets.core.images.extract", "realsyn_assets.core.text.sentences"]
 
 
 def default_start_method() -> str:

@@ -56,7 +56,7 @@ class EncoderResource(dg.ConfigurableResource):
         return "random"
 
     def spec(self):
-        from realsyn_assets.core.encoder import EncoderSpec
+        from realsyn_assets.core.embedding.encoder import EncoderSpec
 
         kind = self.kind()
         checkpoint = self.checkpoint or None
@@ -77,7 +77,7 @@ class EncoderResource(dg.ConfigurableResource):
 
     def get(self):
         """The core Encoder, created once per process for this configuration."""
-        from realsyn_assets.core.encoder import Encoder
+        from realsyn_assets.core.embedding.encoder import Encoder
 
         spec = self.spec()
         weights_dir = Home(self.home or None).models

@@ -17,7 +17,7 @@ class GeneratorResource(dg.ConfigurableResource):
     timeout_s: float = 60.0
 
     def get(self):
-        from realsyn_assets.core.generation import make_generator
+        from realsyn_assets.core.generation.fusion import make_generator
 
         if self.backend == "offline":
             return make_generator("offline")

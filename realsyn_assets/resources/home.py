@@ -10,10 +10,11 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from realsyn_assets.core.io import atomic_write_bytes
 
 DEFAULT_HOME = "./realsyn_home"
 SHARD_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".parquet")
@@ -22,19 +23,6 @@ SHARD_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".parqu
 def resolve_home(home: str | os.PathLike | None = None) -> Path:
     value = home or os.environ.get("REALSYN_HOME") or DEFAULT_HOME
     return Path(value).expanduser().resolve()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager
@@ -68,7 +56,7 @@ class ShardEntry:
     key: str
     path: str
     format: str
-    seq: int  # registration order: earlier shards win dedup ties (see core/dedup.py)
+    seq: int  # registration order: earlier shards win dedup ties (see core/dedup/union_find.py)
 
 
 class Home:

@@ -1,38 +1,13 @@
-"""The storage root as a Dagster resource, plus parquet helpers that write atomically."""
+"""The storage root as a Dagster resource."""
 
 import os
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from realsyn_assets.resources.home import Home
-
-
-def write_table(table: pa.Table, path: Path) -> Path:
-    """Write parquet to a temporary name, then rename: a killed run leaves no half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
-    return path
-
-
-def save_npy(array: np.ndarray, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
-
-
-def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} does not exist: materialize the upstream asset for this partition first"
-        )
-    return pq.read_table(path, columns=columns)
 
 
 class StorageResource(dg.ConfigurableResource):

@@ -1,0 +1,1 @@
+"""Reading interleaved documents (OBELICS / MMC4 layout) into normalised items."""

@@ -1,0 +1,1 @@
+"""Semantic filter (paper §3.1): information entropy and perplexity window."""

@@ -1,0 +1,1 @@
+"""Sentence extraction (paper §3.1): Punkt split, rule filters, CAT complexity + action."""

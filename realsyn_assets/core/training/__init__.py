@@ -1,0 +1,1 @@
+"""CLIP training on the balanced subsets (paper §4)."""

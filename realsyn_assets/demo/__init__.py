@@ -1,0 +1,1 @@
+"""The built-in demo corpus: generator, ground truth and demo-only scoring."""
