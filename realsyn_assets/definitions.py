@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from realsyn_assets.assets import ALL_ASSETS
-from realsyn_assets.checks import ALL_CHECKS
+from realsyn_assets.assets import ALL_ASSETS, ALL_CHECKS
 from realsyn_assets.resources import (
     EncoderResource,
     GeneratorResource,

@@ -1,32 +1,33 @@
-"""Thin Dagster wrappers around core/, one module per asset group."""
+"""One module per asset group: its assets (orchestration only: read, call core, write, record
+metadata) and, below them, the checks of those assets."""
 
-from realsyn_assets.assets.balance import balanced_subset, image_clusters
-from realsyn_assets.assets.bootstrap import bootstrap_encoder
-from realsyn_assets.assets.dedup import image_dedup, sentence_dedup
-from realsyn_assets.assets.embed import image_embeddings, sentence_embeddings
-from realsyn_assets.assets.extract import extracted_images, extracted_sentences, word_statistics
-from realsyn_assets.assets.ingest import raw_documents
-from realsyn_assets.assets.quality import quality_report
-from realsyn_assets.assets.retrieve import retrieved_texts, sentence_clusters
-from realsyn_assets.assets.synthesize import synthetic_texts
-from realsyn_assets.assets.train import clip_checkpoint, clip_evaluation
+import dagster as dg
 
-ALL_ASSETS = [
-    raw_documents,
-    extracted_images,
-    extracted_sentences,
-    word_statistics,
-    bootstrap_encoder,
-    image_embeddings,
-    sentence_embeddings,
-    image_dedup,
-    sentence_dedup,
-    sentence_clusters,
-    retrieved_texts,
-    synthetic_texts,
-    image_clusters,
-    balanced_subset,
-    clip_checkpoint,
-    clip_evaluation,
-    quality_report,
+from realsyn_assets.assets import (
+    balance,
+    bootstrap,
+    dedup,
+    embed,
+    extract,
+    ingest,
+    quality,
+    retrieve,
+    synthesize,
+    train,
+)
+
+GROUP_MODULES = [
+    ingest,
+    extract,
+    bootstrap,
+    embed,
+    dedup,
+    retrieve,
+    synthesize,
+    balance,
+    train,
+    quality,
 ]
+
+ALL_ASSETS = dg.load_assets_from_modules(GROUP_MODULES)
+ALL_CHECKS = dg.load_asset_checks_from_modules(GROUP_MODULES)

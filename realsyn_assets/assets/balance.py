@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from realsyn_assets.assets._checks import Result, check_result
 from realsyn_assets.assets._common import png_metadata, stage_metadata
 from realsyn_assets.assets.embed import shard_vectors
 from realsyn_assets.assets.retrieve import ALL_SHARDS
@@ -258,3 +259,46 @@ def balanced_subset(
     meta = stage_metadata(metrics, "balanced_subset", scale, stats, None, table, parquet)
     meta["data_card"] = dg.MetadataValue.path(str(out_dir / "DATA_CARD.md"))
     return dg.MaterializeResult(metadata=meta)
+
+
+@dg.asset_check(asset="image_clusters", description="The cosine window keeps 50-100% of pairs.")
+def cosine_window_sane(metrics: MetricsResource) -> Result:
+    counts = metrics.counts("image_clusters", "__all__")
+    n, kept = counts.get("pairs_in", 0), counts.get("pairs_in_window", 0)
+    frac = kept / n if n else 0.0
+    return check_result(
+        0.5 <= frac <= 1.0 and counts.get("clusters", 0) > 0,
+        f"{frac:.1%} of {int(n)} pairs in the window",
+        kept_fraction=float(frac),
+    )
+
+
+@dg.asset_check(
+    asset="balanced_subset",
+    partitions_def=scale_partitions,
+    description="Subset size = the cap rule's expectation; caps respected; ids unique.",
+)
+def subset_size_within_target(
+    context: dg.AssetCheckExecutionContext, storage: StorageResource, metrics: MetricsResource
+) -> Result:
+    import duckdb
+
+    scale = context.partition_key
+    counts = metrics.counts("balanced_subset", scale)
+    path = storage.layout.asset_dir("balanced_subset") / scale / "realsyn.parquet"
+    con = duckdb.connect()
+    n, distinct, biggest = con.execute(
+        "SELECT count(*), count(DISTINCT image_id), "
+        "(SELECT max(c) FROM (SELECT count(*) c FROM read_parquet(?) GROUP BY cluster)) "
+        "FROM read_parquet(?)",
+        [str(path), str(path)],
+    ).fetchone()
+    con.close()
+    cap = counts.get("cap_per_cluster", 0)
+    ok = n == counts.get("expected_samples") and n == distinct and biggest <= cap and n > 0
+    return check_result(
+        ok,
+        f"{n} samples (expected {int(counts.get('expected_samples', -1))}), "
+        f"largest cluster {biggest} <= cap {int(cap)}",
+        samples=int(n),
+    )

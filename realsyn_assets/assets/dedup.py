@@ -13,6 +13,7 @@ import dagster as dg
 import numpy as np
 import pyarrow as pa
 
+from realsyn_assets.assets._checks import Result, check_result, funnel_check, shard_check
 from realsyn_assets.assets._common import rejection_counts, stage_metadata
 from realsyn_assets.assets.embed import shard_vectors
 from realsyn_assets.core.dedup import union_find as dedup_core
@@ -387,4 +388,67 @@ def sentence_dedup(
         metadata=stage_metadata(
             metrics, "sentence_dedup", key, counts, rejection_counts(final_reasons), out_table, out
         )
+    )
+
+
+def _no_duplicate_survivors(storage: StorageResource, asset: str, id_column: str) -> Result:
+    import duckdb
+
+    files = [str(p) for p in storage.shard_files(asset)]
+    con = duckdb.connect()
+    dupes, kept = con.execute(
+        f"SELECT count(*) - count(DISTINCT {id_column}), count(*) FROM read_parquet(?) WHERE kept",
+        [files],
+    ).fetchone()
+    con.close()
+    return check_result(
+        dupes == 0 and kept > 0,
+        f"{dupes} duplicate ids among {kept} survivors across {len(files)} shards",
+        duplicates=int(dupes),
+        survivors=int(kept),
+    )
+
+
+@shard_check(
+    "image_dedup", "unique_image_survivors", "No image id survives twice across all shards."
+)
+def unique_image_survivors(
+    context: dg.AssetCheckExecutionContext, storage: StorageResource
+) -> Result:
+    return _no_duplicate_survivors(storage, "image_dedup", "image_id")
+
+
+@shard_check("image_dedup", "image_dedup_funnel", "Dedup keeps something; counts add up.")
+def image_dedup_funnel(context: dg.AssetCheckExecutionContext, metrics: MetricsResource) -> Result:
+    return funnel_check(
+        metrics, "image_dedup", context.partition_key, "images_in", "images_kept", "images_removed"
+    )
+
+
+@shard_check(
+    "sentence_dedup",
+    "unique_sentence_survivors",
+    "No sentence id survives twice across all shards.",
+)
+def unique_sentence_survivors(
+    context: dg.AssetCheckExecutionContext, storage: StorageResource
+) -> Result:
+    return _no_duplicate_survivors(storage, "sentence_dedup", "sentence_id")
+
+
+@shard_check(
+    "sentence_dedup",
+    "sentence_dedup_funnel",
+    "Semantic + redundancy filters keep something; counts add up.",
+)
+def sentence_dedup_funnel(
+    context: dg.AssetCheckExecutionContext, metrics: MetricsResource
+) -> Result:
+    return funnel_check(
+        metrics,
+        "sentence_dedup",
+        context.partition_key,
+        "sentences_in",
+        "sentences_kept",
+        "sentences_removed",
     )

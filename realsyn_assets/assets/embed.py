@@ -4,6 +4,7 @@ import dagster as dg
 import numpy as np
 import pyarrow as pa
 
+from realsyn_assets.assets._checks import Result, check_result, shard_check
 from realsyn_assets.assets._common import stage_metadata
 from realsyn_assets.core.io import read_table
 from realsyn_assets.partitions import shard_partitions
@@ -100,3 +101,74 @@ def shard_vectors(
     table = vectors.read(table_name, shards=shards)
     matrix = table_vectors(table) if table.num_rows else np.zeros((0, 1), np.float32)
     return table.drop_columns(["vector"]), matrix
+
+
+def _vectors_ok(
+    vectors: VectorStoreResource,
+    metrics: MetricsResource,
+    table: str,
+    key: str,
+    source_stage: str,
+    source_metric: str,
+    id_column: str,
+) -> Result:
+    from realsyn_assets.resources.vectors import table_vectors
+
+    rows = vectors.read(table, shards=[key], columns=[id_column, "vector"])
+    matrix = table_vectors(rows)
+    expected = int(metrics.counts(source_stage, key).get(source_metric, -1))
+    norms = np.linalg.norm(matrix, axis=1) if len(matrix) else np.ones(0)
+    finite = bool(np.isfinite(matrix).all())
+    unit = bool(np.all(np.abs(norms - 1) < 1e-3))
+    unique = len(set(rows.column(id_column).to_pylist())) == rows.num_rows
+    problems = [
+        p
+        for p, bad in (
+            ("non-finite values", not finite),
+            ("not unit-norm", not unit),
+            (f"{rows.num_rows} rows != {expected} kept items", rows.num_rows != expected),
+            ("duplicate ids", not unique),
+        )
+        if bad
+    ]
+    return check_result(
+        not problems,
+        "; ".join(problems) or "finite, unit-norm, one row per item",
+        rows=rows.num_rows,
+        norm_min=float(norms.min()) if len(norms) else 1.0,
+        norm_max=float(norms.max()) if len(norms) else 1.0,
+    )
+
+
+@shard_check(
+    "image_embeddings", "image_vectors_valid", "Finite, unit-norm, one row per kept image."
+)
+def image_vectors_valid(
+    context: dg.AssetCheckExecutionContext, vectors: VectorStoreResource, metrics: MetricsResource
+) -> Result:
+    return _vectors_ok(
+        vectors,
+        metrics,
+        "images",
+        context.partition_key,
+        "extracted_images",
+        "images_kept",
+        "image_id",
+    )
+
+
+@shard_check(
+    "sentence_embeddings", "sentence_vectors_valid", "Finite, unit-norm, one row per kept sentence."
+)
+def sentence_vectors_valid(
+    context: dg.AssetCheckExecutionContext, vectors: VectorStoreResource, metrics: MetricsResource
+) -> Result:
+    return _vectors_ok(
+        vectors,
+        metrics,
+        "sentences",
+        context.partition_key,
+        "extracted_sentences",
+        "sentences_kept",
+        "sentence_id",
+    )

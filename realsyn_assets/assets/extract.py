@@ -6,6 +6,7 @@ import dagster as dg
 import numpy as np
 import pyarrow as pa
 
+from realsyn_assets.assets._checks import Result, check_result, funnel_check, shard_check
 from realsyn_assets.assets._common import rejection_counts, stage_metadata
 from realsyn_assets.core.ids import image_id, sentence_id
 from realsyn_assets.core.images import extract as image_core
@@ -368,3 +369,44 @@ def word_statistics(
     meta = stage_metadata(metrics, "word_statistics", "__all__", counts, None, table, out)
     meta["top_words"] = dg.MetadataValue.json(dict(top))
     return dg.MaterializeResult(metadata=meta)
+
+
+@shard_check("extracted_images", "image_funnel", "slots = kept + rejected; no reason dominates.")
+def image_funnel(context: dg.AssetCheckExecutionContext, metrics: MetricsResource) -> Result:
+    return funnel_check(
+        metrics,
+        "extracted_images",
+        context.partition_key,
+        "images_in",
+        "images_kept",
+        "images_rejected",
+    )
+
+
+@shard_check("extracted_sentences", "sentence_funnel", "in = kept + rejected; no reason dominates.")
+def sentence_funnel(context: dg.AssetCheckExecutionContext, metrics: MetricsResource) -> Result:
+    return funnel_check(
+        metrics,
+        "extracted_sentences",
+        context.partition_key,
+        "sentences_in",
+        "sentences_kept",
+        "sentences_rejected",
+    )
+
+
+@dg.asset_check(asset="word_statistics", description="Word counts add up to the corpus size.")
+def word_counts_consistent(storage: StorageResource, metrics: MetricsResource) -> Result:
+    counts = metrics.counts("word_statistics", "__all__")
+    total = metrics.query("SELECT coalesce(sum(count), 0), count(*) FROM word_statistics")[0]
+    ok = (
+        counts.get("vocabulary", 0) > 0
+        and total[0] == counts.get("words_total")
+        and total[1] == counts.get("vocabulary")
+    )
+    return check_result(
+        ok,
+        "vocabulary and totals match" if ok else f"mismatch: {counts} vs {total}",
+        vocabulary=int(total[1]),
+        words_total=int(total[0]),
+    )

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from realsyn_assets.assets._checks import Result, funnel_check, shard_check
 from realsyn_assets.assets._common import stage_metadata
 from realsyn_assets.core.ingest.documents import read_shard
 from realsyn_assets.core.io import write_table
@@ -45,4 +46,16 @@ def raw_documents(
         metadata=stage_metadata(
             metrics, "raw_documents", shard.key, counts, reasons, tables.items, out
         )
+    )
+
+
+@shard_check("raw_documents", "documents_parsed", "Most documents parse; none silently lost.")
+def documents_parsed(context: dg.AssetCheckExecutionContext, metrics: MetricsResource) -> Result:
+    return funnel_check(
+        metrics,
+        "raw_documents",
+        context.partition_key,
+        "documents_in",
+        "documents_kept",
+        "documents_rejected",
     )

@@ -4,6 +4,7 @@ import json
 
 import dagster as dg
 
+from realsyn_assets.assets._checks import Result, check_result
 from realsyn_assets.assets._common import png_metadata
 from realsyn_assets.assets.retrieve import ALL_SHARDS
 from realsyn_assets.core.io import atomic_write_bytes
@@ -180,3 +181,20 @@ def quality_report(
             "path": dg.MetadataValue.path(str(out_dir / "report.md")),
         }
     )
+
+
+@dg.asset_check(
+    asset="quality_report", description="Both funnels are non-increasing and end above zero."
+)
+def funnels_monotone(storage: StorageResource) -> Result:
+    import json
+
+    report = json.loads((storage.layout.asset_dir("quality_report") / "report.json").read_text())
+    problems = []
+    for name in ("image_funnel", "sentence_funnel"):
+        counts = [row["count"] for row in report[name]]
+        if any(b > a for a, b in zip(counts, counts[1:], strict=False)):
+            problems.append(f"{name} increases")
+        if not counts or counts[-1] == 0:
+            problems.append(f"{name} ends at zero")
+    return check_result(not problems, "; ".join(problems) or "funnels monotone and non-empty")

@@ -1,10 +1,13 @@
 """synthesize: one synthetic text per image, fused from its top realistic text, a caption and
 open-set tags (paper §3.2, "image semantic augmented generation")."""
 
+import math
+
 import dagster as dg
 import numpy as np
 import pyarrow as pa
 
+from realsyn_assets.assets._checks import Result, check_result, shard_check
 from realsyn_assets.assets._common import stage_metadata
 from realsyn_assets.assets.embed import shard_vectors
 from realsyn_assets.core.balance.sampling import pair_cosine
@@ -135,3 +138,20 @@ def synthetic_texts(
             ]
         )
     return dg.MaterializeResult(metadata=meta)
+
+
+@shard_check(
+    "synthetic_texts", "synthetic_text_present", "Every image has a non-empty synthetic text."
+)
+def synthetic_text_present(
+    context: dg.AssetCheckExecutionContext, metrics: MetricsResource
+) -> Result:
+    counts = metrics.counts("synthetic_texts", context.partition_key)
+    images = metrics.counts("retrieved_texts", context.partition_key).get("images", -1)
+    ok = counts.get("empty_syn_text", 1) == 0 and counts.get("images") == images
+    scores_ok = math.isfinite(counts.get("mean_syn_score", float("nan")))
+    return check_result(
+        ok and scores_ok,
+        f"{int(counts.get('empty_syn_text', -1))} empty of {int(counts.get('images', 0))}",
+        images=int(counts.get("images", 0)),
+    )

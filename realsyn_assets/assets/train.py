@@ -6,10 +6,15 @@ import dagster as dg
 import numpy as np
 import pyarrow.compute as pc
 
+from realsyn_assets.assets._checks import Result, check_result
 from realsyn_assets.assets._common import png_bytes_metadata, stage_metadata
 from realsyn_assets.core.io import atomic_write_bytes, read_table
 from realsyn_assets.partitions import scale_partitions
-from realsyn_assets.resources import EncoderResource, MetricsResource, StorageResource
+from realsyn_assets.resources import (
+    EncoderResource,
+    MetricsResource,
+    StorageResource,
+)
 
 TEXT_COLUMNS = ("text1", "text2", "text3", "syn_text")
 
@@ -169,4 +174,45 @@ def clip_evaluation(
     }
     return dg.MaterializeResult(
         metadata=stage_metadata(metrics, "clip_evaluation", scale, counts, path=out)
+    )
+
+
+@dg.asset_check(
+    asset="clip_checkpoint",
+    partitions_def=scale_partitions,
+    description="Training lowered the loss and wrote a checkpoint.",
+)
+def training_lowered_loss(
+    context: dg.AssetCheckExecutionContext, storage: StorageResource, metrics: MetricsResource
+) -> Result:
+    counts = metrics.counts("clip_checkpoint", context.partition_key)
+    exists = (
+        storage.layout.asset_dir("clip_checkpoint") / context.partition_key / "checkpoint.pt"
+    ).exists()
+    first, last = counts.get("loss_first", float("nan")), counts.get("loss_last", float("nan"))
+    return check_result(
+        exists and last < first,
+        f"loss {first:.3f} -> {last:.3f}; checkpoint exists: {exists}",
+        loss_first=float(first),
+        loss_last=float(last),
+    )
+
+
+@dg.asset_check(
+    asset="clip_evaluation",
+    partitions_def=scale_partitions,
+    description="Recall metrics are valid probabilities, measured on held-out images.",
+)
+def evaluation_valid(context: dg.AssetCheckExecutionContext, metrics: MetricsResource) -> Result:
+    counts = metrics.counts("clip_evaluation", context.partition_key)
+    recalls = {k: v for k, v in counts.items() if "R@" in k}
+    ok = (
+        bool(recalls)
+        and all(0.0 <= v <= 1.0 for v in recalls.values())
+        and counts.get("eval_images", 0) >= 2
+    )
+    return check_result(
+        ok,
+        f"{len(recalls)} recall metrics on {int(counts.get('eval_images', 0))} images",
+        **{k.replace("@", "_at_"): float(v) for k, v in recalls.items()},
     )

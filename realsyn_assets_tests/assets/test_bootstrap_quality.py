@@ -13,13 +13,12 @@ from realsyn_assets.core.embedding.bootstrap import (
     BootstrapTrainer,
     RoundPlan,
     caption_retrieval_benchmark,
-    ground_truth_tables,
     mine_pairs,
     run_rounds,
-    top1_precision,
 )
 from realsyn_assets.core.training.clip import TrainConfig
 from realsyn_assets.demo.corpus import generate_demo_corpus, load_ground_truth
+from realsyn_assets.demo.scoring import ground_truth_tables, top1_precision
 from realsyn_assets_tests.conftest import SHARED_DATA
 
 FLICKR = SHARED_DATA / "flickr8k_thumbs_dev"

@@ -11,8 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from realsyn_assets.assets import ALL_ASSETS
-from realsyn_assets.checks import ALL_CHECKS
+from realsyn_assets.assets import ALL_ASSETS, ALL_CHECKS
 from realsyn_assets.demo.corpus import load_ground_truth
 from realsyn_assets.partitions import SCALES
 from realsyn_assets_tests.conftest import run_cli

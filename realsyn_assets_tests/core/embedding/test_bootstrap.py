@@ -5,13 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from realsyn_assets.core.embedding.bootstrap import (
-    label_precision,
-    mine_pairs,
-    reselect_pairs,
-    retrieval_precision,
-)
+from realsyn_assets.core.embedding.bootstrap import mine_pairs, reselect_pairs
 from realsyn_assets.core.training.clip import TrainSample
+from realsyn_assets.demo.scoring import label_precision, retrieval_precision
 
 
 def _tables():

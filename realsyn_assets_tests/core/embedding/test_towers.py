@@ -72,9 +72,10 @@ def test_plain_cnn_learns_demo_shapes_from_a_few_hundred_images(tmp_path):
     tower in its place gave 0.49."""
     import open_clip
 
-    from realsyn_assets.core.embedding.bootstrap import _augment, ground_truth_tables
+    from realsyn_assets.core.embedding.bootstrap import _augment
     from realsyn_assets.core.embedding.encoder import load_rgb
     from realsyn_assets.demo.corpus import SHAPES, generate_demo_corpus, load_ground_truth
+    from realsyn_assets.demo.scoring import ground_truth_tables
 
     corpus = generate_demo_corpus(tmp_path / "corpus", n_docs=120, n_shards=1)
     truth = load_ground_truth(corpus.ground_truth_path)
