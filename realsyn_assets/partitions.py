@@ -15,3 +15,6 @@ shard_partitions = dg.DynamicPartitionsDefinition(name=SHARDS)
 
 SCALES = list(SCALE_CAPS)  # 15M, 30M, 100M
 scale_partitions = dg.StaticPartitionsDefinition(SCALES)
+
+# A corpus-wide asset depends on every shard partition of its upstream.
+ALL_SHARDS = dg.AllPartitionMapping()

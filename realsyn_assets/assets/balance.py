@@ -9,13 +9,11 @@ import pyarrow.compute as pc
 
 from realsyn_assets.assets._checks import Result, check_result
 from realsyn_assets.assets._common import png_metadata, stage_metadata
-from realsyn_assets.assets.embed import shard_vectors
-from realsyn_assets.assets.retrieve import ALL_SHARDS
 from realsyn_assets.core.balance import export as export_core
 from realsyn_assets.core.balance import sampling as balance_core
 from realsyn_assets.core.io import read_table
 from realsyn_assets.core.retrieval import kmeans as kmeans_core
-from realsyn_assets.partitions import scale_partitions
+from realsyn_assets.partitions import ALL_SHARDS, scale_partitions
 from realsyn_assets.resources import (
     EncoderResource,
     MetricsResource,
@@ -81,7 +79,7 @@ def image_clusters(
 
     syn = storage.read_shards("synthetic_texts", columns=["image_id", "shard", "syn_score"])
     shards = sorted(set(syn.column("shard").to_pylist()))
-    rows, all_vecs = shard_vectors(vectors, "images", shards)
+    rows, all_vecs = vectors.shard_matrix("images", shards)
     row_of = {
         (s, i): r
         for r, (s, i) in enumerate(

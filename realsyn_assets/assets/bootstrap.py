@@ -13,10 +13,10 @@ import pyarrow as pa
 
 from realsyn_assets.assets._checks import Result, check_result
 from realsyn_assets.assets._common import png_bytes_metadata, stage_metadata
-from realsyn_assets.assets.retrieve import ALL_SHARDS
 from realsyn_assets.core.embedding.bootstrap import mine_pairs
 from realsyn_assets.core.io import atomic_write_bytes
 from realsyn_assets.demo.scoring import label_precision, retrieval_precision
+from realsyn_assets.partitions import ALL_SHARDS
 from realsyn_assets.resources import (
     EncoderResource,
     MetricsResource,

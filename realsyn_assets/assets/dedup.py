@@ -15,7 +15,6 @@ import pyarrow as pa
 
 from realsyn_assets.assets._checks import Result, check_result, funnel_check, shard_check
 from realsyn_assets.assets._common import rejection_counts, stage_metadata
-from realsyn_assets.assets.embed import shard_vectors
 from realsyn_assets.core.dedup import union_find as dedup_core
 from realsyn_assets.core.io import read_table, save_npy, write_table
 from realsyn_assets.core.semantic_filter.entropy import ENTROPY_THRESHOLD
@@ -108,7 +107,7 @@ def aligned_vectors(
     key: str,
 ) -> np.ndarray:
     """Vectors for (shard, id) rows in the given order, read from LanceDB."""
-    rows, matrix = shard_vectors(vectors, table_name, sorted(set(shards)))
+    rows, matrix = vectors.shard_matrix(table_name, sorted(set(shards)))
     order = {
         (s, i): r
         for r, (s, i) in enumerate(

@@ -2,7 +2,6 @@
 
 import dagster as dg
 import numpy as np
-import pyarrow as pa
 
 from realsyn_assets.assets._checks import Result, check_result, shard_check
 from realsyn_assets.assets._common import stage_metadata
@@ -90,17 +89,6 @@ def sentence_embeddings(
     meta = stage_metadata(metrics, "sentence_embeddings", key, counts)
     meta.update(_embedding_metadata(encoder, enc, vecs, version))
     return dg.MaterializeResult(metadata=meta)
-
-
-def shard_vectors(
-    vectors: VectorStoreResource, table_name: str, shards: list[str]
-) -> tuple[pa.Table, np.ndarray]:
-    """(rows without the vector column, float32 matrix) of some shards of a LanceDB table."""
-    from realsyn_assets.resources.vectors import table_vectors
-
-    table = vectors.read(table_name, shards=shards)
-    matrix = table_vectors(table) if table.num_rows else np.zeros((0, 1), np.float32)
-    return table.drop_columns(["vector"]), matrix
 
 
 def _vectors_ok(

@@ -6,8 +6,8 @@ import dagster as dg
 
 from realsyn_assets.assets._checks import Result, check_result
 from realsyn_assets.assets._common import png_metadata
-from realsyn_assets.assets.retrieve import ALL_SHARDS
 from realsyn_assets.core.io import atomic_write_bytes
+from realsyn_assets.partitions import ALL_SHARDS
 from realsyn_assets.resources import MetricsResource, StorageResource
 
 # (label, stage, metric) in pipeline order; totals are summed over partitions.

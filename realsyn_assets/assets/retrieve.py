@@ -9,15 +9,13 @@ import pyarrow.compute as pc
 
 from realsyn_assets.assets._checks import Result, check_result, shard_check
 from realsyn_assets.assets._common import png_metadata, stage_metadata
-from realsyn_assets.assets.embed import shard_vectors
 from realsyn_assets.core.io import atomic_write_bytes, read_table, save_npy, write_table
 from realsyn_assets.core.retrieval import cluster_state
 from realsyn_assets.core.retrieval import kmeans as kmeans_core
 from realsyn_assets.core.retrieval import search as retrieval_core
-from realsyn_assets.partitions import shard_partitions
+from realsyn_assets.partitions import ALL_SHARDS, shard_partitions
 from realsyn_assets.resources import MetricsResource, StorageResource, VectorStoreResource
 
-ALL_SHARDS = dg.AllPartitionMapping()
 MODES = ("hierarchical", "exact", "in_document")
 
 
@@ -332,7 +330,7 @@ def retrieved_texts(
     dedup = read_table(
         home.partition_file("image_dedup", key), columns=["image_id", "shard", "kept"]
     )
-    rows, img_vecs = shard_vectors(vectors, "images", [key])
+    rows, img_vecs = vectors.shard_matrix("images", [key])
     img_table = kept_rows(
         rows.append_column("_row", pa.array(np.arange(rows.num_rows))), dedup, "image_id"
     )

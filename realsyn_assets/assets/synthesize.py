@@ -9,7 +9,6 @@ import pyarrow as pa
 
 from realsyn_assets.assets._checks import Result, check_result, shard_check
 from realsyn_assets.assets._common import stage_metadata
-from realsyn_assets.assets.embed import shard_vectors
 from realsyn_assets.core.balance.sampling import pair_cosine
 from realsyn_assets.core.generation import fusion as gen_core
 from realsyn_assets.core.io import read_table, save_npy, write_table
@@ -90,7 +89,7 @@ def synthetic_texts(
     retrieved = read_table(
         home.partition_file("retrieved_texts", key), columns=["image_id", "shard", "text1"]
     )
-    rows, all_vecs = shard_vectors(vectors, "images", [key])
+    rows, all_vecs = vectors.shard_matrix("images", [key])
     row_of = {iid: r for r, iid in enumerate(rows.column("image_id").to_pylist())}
     ids = retrieved.column("image_id").to_pylist()
     img_vecs = all_vecs[np.array([row_of[i] for i in ids], dtype=np.int64)] if ids else all_vecs[:0]

@@ -83,3 +83,9 @@ class VectorStoreResource(dg.ConfigurableResource):
     def version(self, table_name: str) -> int:
         table = self._open(self.connect(), table_name)
         return 0 if table is None else int(table.version)
+
+    def shard_matrix(self, table_name: str, shards: list[str]) -> tuple[pa.Table, np.ndarray]:
+        """(rows without the vector column, float32 matrix) of some shards of a table."""
+        table = self.read(table_name, shards=shards)
+        matrix = table_vectors(table) if table.num_rows else np.zeros((0, 1), np.float32)
+        return table.drop_columns(["vector"]), matrix
