@@ -1,4 +1,11 @@
-"""`realsyn`: generate the demo, register shards, run the graph, show what is materialized."""
+"""`realsyn`: run the RealSyn data pipeline (a Dagster asset graph) from the command line.
+
+`demo` builds a small synthetic corpus and runs everything on it; `ingest` registers your own
+shard files; `run` materializes the graph for every registered shard, stage by stage; `status`
+shows what is materialized; `recluster` refits the sentence clusters; `bench` runs benchmarks
+and calibrations. Every run is recorded in the Dagster instance of the home, so `dagster dev`
+shows it afterwards.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-# Dagster-free import: pool workers re-import `__main__` (this module); keep that cheap.
+# Dagster-free imports: pool workers re-import `__main__` (this module); keep that cheap.
 from realsyn_assets.core.balance.sampling import SCALE_CAPS
+from realsyn_assets.names import Asset, Job
 
 SCALES = list(SCALE_CAPS)
 
@@ -17,7 +25,7 @@ DEMO_TRAIN = {"model_name": "realsyn-tiny", "epochs": 20, "batch_size": 32}
 
 
 def demo_run_configs() -> dict[str, dict]:
-    return {"scale_job": {"ops": {"clip_checkpoint": {"config": DEMO_TRAIN}}}}
+    return {Job.SCALE: {"ops": {Asset.CLIP_CHECKPOINT: {"config": DEMO_TRAIN}}}}
 
 
 def _print_stage(report) -> None:
@@ -68,9 +76,9 @@ def _print_outputs(layout) -> None:
     for label, path in [
         ("LanceDB", layout.lancedb_uri),
         ("DuckDB metrics", layout.metrics_db),
-        ("balanced subsets", layout.asset_dir("balanced_subset")),
-        ("CLIP checkpoints", layout.asset_dir("clip_checkpoint")),
-        ("quality report", layout.asset_dir("quality_report") / "report.md"),
+        ("balanced subsets", layout.asset_dir(Asset.BALANCED_SUBSET)),
+        ("CLIP checkpoints", layout.asset_dir(Asset.CLIP_CHECKPOINT)),
+        ("quality report", layout.asset_dir(Asset.QUALITY_REPORT) / "report.md"),
         ("Dagster instance", layout.dagster_home),
     ]:
         print(f"  {label:18s} {path}")
@@ -115,7 +123,7 @@ def cmd_recluster(args: argparse.Namespace) -> int:
     _print_stage(reports[0])
     if not args.only:
         for key in layout.shard_order():
-            reports.append(run_stage("shard_retrieve_job", key))
+            reports.append(run_stage(Job.SHARD_RETRIEVE, key))
             _print_stage(reports[-1])
         print("texts re-retrieved; `realsyn run` rebuilds the balanced subsets and checkpoints")
     return 1 if any(r.checks_failed for r in reports) else 0
@@ -153,7 +161,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import importlib
 
-    module = importlib.import_module(f"realsyn_assets.bench.{args.name}")
+    module = importlib.import_module(f"realsyn_assets.bench.{args.name.replace('-', '_')}")
     return int(module.main(args.args) or 0)
 
 
@@ -162,32 +170,53 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     home_help = "output folder (default: $REALSYN_HOME or ./realsyn_home)"
 
-    demo = sub.add_parser("demo", help="generate the demo corpus and materialize the whole graph")
+    demo = sub.add_parser(
+        "demo",
+        help="generate a small synthetic corpus with ground truth in the home, register its "
+        "shards and materialize the whole graph (all stages, all scales, all checks)",
+    )
     demo.add_argument("--home", default=None, help=home_help)
     demo.add_argument("--docs", type=int, default=240, help="documents in the demo corpus")
     demo.add_argument("--shards", type=int, default=4, help="shards in the demo corpus")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="seed of the demo corpus")
     demo.set_defaults(func=cmd_demo)
 
-    ingest = sub.add_parser("ingest", help="register shard files as `shard` partitions")
-    ingest.add_argument("paths", nargs="+")
+    ingest = sub.add_parser(
+        "ingest",
+        help="register shard files (OBELICS/MMC4 JSONL or parquet) as `shard` partitions; "
+        "a file registered before keeps its key",
+    )
+    ingest.add_argument("paths", nargs="+", help="shard files")
     ingest.add_argument("--home", default=None, help=home_help)
-    ingest.add_argument("--format", default="auto", choices=["auto", "obelics", "mmc4"])
+    ingest.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "obelics", "mmc4"],
+        help="document layout of the files (auto: detected per record)",
+    )
     ingest.add_argument(
         "--extract",
         action="store_true",
-        help="also materialize the per-shard extract/embed/dedup stage",
+        help="also run shard_ingest_job on each new shard (extract, embed with the current "
+        "encoder, image dedup)",
     )
     ingest.set_defaults(func=cmd_ingest)
 
-    run = sub.add_parser("run", help="materialize the whole graph for every registered shard")
+    run = sub.add_parser(
+        "run",
+        help="materialize the whole graph for every registered shard: the stages of "
+        "definitions.STAGES in order, per-shard stages once per shard, scale stages per scale",
+    )
     run.add_argument("--home", default=None, help=home_help)
-    run.add_argument("--scales", nargs="*", choices=SCALES)
+    run.add_argument(
+        "--scales", nargs="*", choices=SCALES, help="dataset scales to build (default: all)"
+    )
     run.set_defaults(func=cmd_run)
 
     recluster = sub.add_parser(
         "recluster",
-        help="fit the sentence k-means again (when drift says so), then re-retrieve texts",
+        help="fit the sentence k-means again on every kept sentence (when the reported drift "
+        "says so), then re-retrieve every shard's texts",
     )
     recluster.add_argument("--home", default=None, help=home_help)
     recluster.add_argument(
@@ -195,13 +224,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     recluster.set_defaults(func=cmd_recluster)
 
-    status = sub.add_parser("status", help="print what is materialized")
+    status = sub.add_parser(
+        "status",
+        help="print, per asset, when it was materialized or how many of its partitions are",
+    )
     status.add_argument("--home", default=None, help=home_help)
     status.set_defaults(func=cmd_status)
     from realsyn_assets.bench import NAMES
 
-    bench = sub.add_parser("bench", help="benchmarks (JSON on stdout): " + ", ".join(NAMES))
-    bench.add_argument("name", choices=NAMES)
+    names = [name.replace("_", "-") for name in NAMES]
+    bench = sub.add_parser(
+        "bench",
+        help="benchmarks (JSON on stdout) and calibrations; `realsyn bench NAME --help` for "
+        "options: " + ", ".join(names),
+    )
+    bench.add_argument("name", choices=names)
     bench.add_argument("args", nargs=argparse.REMAINDER, help="options of that benchmark")
     bench.set_defaults(func=cmd_bench)
     return parser

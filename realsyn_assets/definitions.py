@@ -1,8 +1,9 @@
 """The one Definitions object: assets, checks, resources, jobs, sensor.
 
 Stages alternate between per-shard work and corpus-wide steps (word statistics, clusters), so
-the pipeline is a sequence of jobs: `realsyn demo` runs them in order, the UI can run any of them
-or an asset backfill across all of them.
+the pipeline is a sequence of jobs, derived from the asset graph (realsyn_assets/stages.py):
+`realsyn demo` runs them in order, the UI can run any of them or an asset backfill across all of
+them.
 """
 
 from __future__ import annotations
@@ -10,46 +11,57 @@ from __future__ import annotations
 import dagster as dg
 
 from realsyn_assets.assets import ALL_ASSETS, ALL_CHECKS
+from realsyn_assets.names import Asset, Job
 from realsyn_assets.resources import (
     EncoderResource,
     GeneratorResource,
+    HomeResource,
     MetricsResource,
     StorageResource,
     VectorStoreResource,
 )
-from realsyn_assets.sensors import SHARD_INGEST_JOB, inbox_sensor
+from realsyn_assets.sensors import inbox_sensor
+from realsyn_assets.stages import Stage, asset_nodes, derive_stages, new_shard_assets
 
-# (job name, assets, partitions) in pipeline order.
-STAGES: list[tuple[str, list[str], str | None]] = [
-    ("shard_extract_job", ["raw_documents", "extracted_images", "extracted_sentences"], "shard"),
-    ("bootstrap_encoder_job", ["bootstrap_encoder"], None),
-    ("shard_embed_job", ["image_embeddings", "sentence_embeddings", "image_dedup"], "shard"),
-    ("word_statistics_job", ["word_statistics"], None),
-    ("shard_sentence_dedup_job", ["sentence_dedup"], "shard"),
-    ("sentence_clusters_job", ["sentence_clusters"], None),
-    ("shard_retrieve_job", ["retrieved_texts", "synthetic_texts"], "shard"),
-    ("image_clusters_job", ["image_clusters"], None),
-    ("scale_job", ["balanced_subset", "clip_checkpoint", "clip_evaluation"], "scale"),
-    ("quality_report_job", ["quality_report"], None),
-]
+_NODES = asset_nodes(ALL_ASSETS)
+
+# The jobs of `realsyn run`/`realsyn demo`, in execution order.
+STAGES: list[Stage] = derive_stages(_NODES)
 
 # A new shard on its own (sensor, `realsyn ingest --extract`): every per-shard step up to dedup,
 # embedded with the encoder as it is (the bootstrap encoder is not retrained).
-SHARD_INGEST_ASSETS = STAGES[0][1] + STAGES[2][1]
+SHARD_INGEST_ASSETS: list[str] = new_shard_assets(_NODES, STAGES)
 
 # The explicit re-clustering action: sentence_clusters normally keeps its centroids and only
 # assigns new sentences (reporting drift); this job fits k-means again on every kept sentence.
-RECLUSTER_JOB = "recluster_sentences_job"
-RECLUSTER_CONFIG = {"ops": {"sentence_clusters": {"config": {"recluster": True}}}}
+RECLUSTER_JOB = Job.RECLUSTER_SENTENCES
+RECLUSTER_CONFIG = {"ops": {Asset.SENTENCE_CLUSTERS: {"config": {"recluster": True}}}}
+
+
+def _stage_description(number: int, stage: Stage) -> str:
+    runs = {"shard": "once per shard", "scale": "once per dataset scale"}.get(
+        stage.partitions, "once"
+    )
+    return f"Stage {number} of `realsyn run` ({runs}): {', '.join(stage.assets)}."
+
 
 JOBS = [
-    dg.define_asset_job(name, selection=dg.AssetSelection.assets(*assets))
-    for name, assets, _ in STAGES
+    dg.define_asset_job(
+        stage.job,
+        selection=dg.AssetSelection.assets(*stage.assets),
+        description=_stage_description(number, stage),
+    )
+    for number, stage in enumerate(STAGES, start=1)
 ] + [
-    dg.define_asset_job(SHARD_INGEST_JOB, selection=dg.AssetSelection.assets(*SHARD_INGEST_ASSETS)),
+    dg.define_asset_job(
+        Job.SHARD_INGEST,
+        selection=dg.AssetSelection.assets(*SHARD_INGEST_ASSETS),
+        description="A newly registered shard (inbox sensor, `realsyn ingest --extract`): "
+        "extracted, embedded with the current encoder and image-deduplicated.",
+    ),
     dg.define_asset_job(
         RECLUSTER_JOB,
-        selection=dg.AssetSelection.assets("sentence_clusters"),
+        selection=dg.AssetSelection.assets(Asset.SENTENCE_CLUSTERS),
         config=RECLUSTER_CONFIG,
         description="Fit the sentence k-means again on every kept sentence (drift or growth "
         "made it due); afterwards re-run shard_retrieve_job for every shard.",
@@ -58,12 +70,18 @@ JOBS = [
 
 
 def make_resources(home: str = "") -> dict:
-    """Resources for one REALSYN_HOME (empty = $REALSYN_HOME or ./realsyn_home at run time)."""
+    """Resources for one REALSYN_HOME (empty = $REALSYN_HOME or ./realsyn_home at run time).
+
+    The home is the top-level resource `home`, set at launch, that the others nest: changing it
+    in the launchpad moves every path at once.
+    """
+    home_resource = HomeResource.configure_at_launch(path=home)
     return {
-        "storage": StorageResource(home=home),
-        "metrics": MetricsResource(home=home),
-        "vectors": VectorStoreResource(home=home),
-        "encoder": EncoderResource(home=home),
+        "home": home_resource,
+        "storage": StorageResource(home=home_resource),
+        "metrics": MetricsResource(home=home_resource),
+        "vectors": VectorStoreResource(home=home_resource),
+        "encoder": EncoderResource(home=home_resource),
         "generator": GeneratorResource(),
     }
 

@@ -1,7 +1,8 @@
 """Run the asset graph stage by stage through Dagster (shared by `realsyn demo` and `realsyn run`).
 
-Each stage is a job of definitions.STAGES, executed in process against the persistent instance in
-DAGSTER_HOME, so every run, materialization and check result shows up in `dagster dev` afterwards.
+Each stage is a job of definitions.STAGES (derived from the asset graph), executed in process
+against the persistent instance in DAGSTER_HOME, so every run, materialization and check result
+shows up in `dagster dev` afterwards.
 """
 
 from __future__ import annotations
@@ -116,17 +117,18 @@ def run_pipeline(
 ) -> list[StageReport]:
     """Every stage over every registered shard (in registration order), then each scale."""
     from realsyn_assets.definitions import STAGES
+    from realsyn_assets.stages import SCALE, SHARD
 
     shards = layout.shard_order()
     if not shards:
         raise RuntimeError(f"no shards registered in {layout.root}: run `realsyn ingest PATH...`")
     reports = []
-    for job_name, _, partitioning in STAGES:
-        keys: list[str | None] = {"shard": list(shards), "scale": list(scales)}.get(
-            partitioning, [None]
+    for stage in STAGES:
+        keys: list[str | None] = {SHARD: list(shards), SCALE: list(scales)}.get(
+            stage.partitions, [None]
         )
         for key in keys:
-            report = run_stage(job_name, key, (run_configs or {}).get(job_name))
+            report = run_stage(stage.job, key, (run_configs or {}).get(stage.job))
             reports.append(report)
             if on_stage:
                 on_stage(report)

@@ -2,17 +2,19 @@
 
 import dagster as dg
 
+from realsyn_assets.names import Job
 from realsyn_assets.partitions import SHARDS
 from realsyn_assets.resources import StorageResource
 from realsyn_assets.resources.home import is_shard_file
 
-SHARD_INGEST_JOB = "shard_ingest_job"
+SHARD_INGEST_JOB = Job.SHARD_INGEST
 
 
 @dg.sensor(
     job_name=SHARD_INGEST_JOB,
     minimum_interval_seconds=30,
-    description="Registers new shard files in <home>/inbox and extracts + embeds them.",
+    description="Registers new shard files in <home>/inbox as shard partitions and runs "
+    "shard_ingest_job on each (extract, embed, image dedup).",
 )
 def inbox_sensor(context: dg.SensorEvaluationContext, storage: StorageResource) -> dg.SensorResult:
     home = storage.layout

@@ -1,7 +1,18 @@
-"""Shared fixtures: a small demo home materialized once through the real CLI and Dagster."""
+"""Shared fixtures (a small demo home materialized once through the real CLI and Dagster) and
+the test tiers, marked here so that no test has to remember them:
+
+* `e2e`: every test under realsyn_assets_tests/e2e/ (drives the CLI or the webserver);
+* `slow`: every test that builds a demo home through Dagster (fixtures `demo_home`,
+  `fresh_home`), plus the tests marked `slow` explicitly (they train a model);
+* `shared_data`: every test whose code, or a helper function of its module that it calls, uses a
+  path under ../shared/data.
+
+`.venv/bin/pytest -m "not slow"` is the quick tier; `.venv/bin/pytest` runs everything.
+"""
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -11,6 +22,44 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+E2E = Path(__file__).resolve().parent / "e2e"
+SLOW_FIXTURES = {"demo_home", "fresh_home"}
+
+
+def _uses_shared_data(function, module, depth: int = 2) -> bool:
+    """Whether `function` (or a function of `module` it calls, `depth` levels down) names a
+    module-level path under SHARED_DATA."""
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return False
+    names = set(code.co_names)
+    for const in code.co_consts:  # nested functions and comprehensions
+        if inspect.iscode(const):
+            names |= set(const.co_names)
+    for name in names:
+        value = getattr(module, name, None)
+        if isinstance(value, Path) and value.is_relative_to(SHARED_DATA):
+            return True
+        if (
+            depth
+            and inspect.isfunction(value)
+            and value.__module__ == module.__name__
+            and _uses_shared_data(value, module, depth - 1)
+        ):
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if Path(str(item.fspath)).resolve().is_relative_to(E2E):
+            item.add_marker(pytest.mark.e2e)
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+        module = getattr(item, "module", None)
+        function = getattr(item, "function", None)
+        if module is not None and _uses_shared_data(function, module):
+            item.add_marker(pytest.mark.shared_data)
 
 
 def cli_env(home: Path) -> dict[str, str]:

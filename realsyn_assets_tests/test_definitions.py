@@ -1,4 +1,4 @@
-"""The Definitions load fast, hold the whole graph of DESIGN.md §3, and every asset is checked."""
+"""The Definitions load fast, hold the whole graph (names.Asset), and every asset is checked."""
 
 from __future__ import annotations
 
@@ -8,27 +8,10 @@ import tomllib
 
 import dagster as dg
 
+from realsyn_assets.names import Asset
 from realsyn_assets_tests.conftest import REPO
 
-EXPECTED = {
-    "raw_documents",
-    "bootstrap_encoder",
-    "extracted_images",
-    "extracted_sentences",
-    "word_statistics",
-    "image_embeddings",
-    "sentence_embeddings",
-    "image_dedup",
-    "sentence_dedup",
-    "sentence_clusters",
-    "retrieved_texts",
-    "synthetic_texts",
-    "image_clusters",
-    "balanced_subset",
-    "clip_checkpoint",
-    "clip_evaluation",
-    "quality_report",
-}
+EXPECTED = {asset.value for asset in Asset}
 
 
 def test_definitions_load_with_every_asset_check_job_and_sensor():
@@ -39,8 +22,8 @@ def test_definitions_load_with_every_asset_check_job_and_sensor():
     assert keys == EXPECTED
     checked = {k.asset_key.to_user_string() for k in graph.asset_check_keys}
     assert checked == EXPECTED, EXPECTED - checked
-    for name, _, _ in STAGES:
-        assert defs.resolve_job_def(name) is not None
+    for stage in STAGES:
+        assert defs.resolve_job_def(stage.job) is not None
     assert defs.resolve_sensor_def("inbox_sensor") is not None
     dg.Definitions.validate_loadable(defs)
 
@@ -50,17 +33,18 @@ def test_partitions_of_assets():
 
     graph = defs.resolve_asset_graph()
     shard = {
-        "raw_documents",
-        "extracted_images",
-        "extracted_sentences",
-        "image_embeddings",
-        "sentence_embeddings",
-        "image_dedup",
-        "sentence_dedup",
-        "retrieved_texts",
-        "synthetic_texts",
+        Asset.RAW_DOCUMENTS,
+        Asset.EXTRACTED_IMAGES,
+        Asset.EXTRACTED_SENTENCES,
+        Asset.IMAGE_EMBEDDINGS,
+        Asset.SENTENCE_EMBEDDINGS,
+        Asset.IMAGE_DEDUP,
+        Asset.SEMANTIC_FILTER,
+        Asset.SENTENCE_DEDUP,
+        Asset.RETRIEVED_TEXTS,
+        Asset.SYNTHETIC_TEXTS,
     }
-    scale = {"balanced_subset", "clip_checkpoint", "clip_evaluation"}
+    scale = {Asset.BALANCED_SUBSET, Asset.CLIP_CHECKPOINT, Asset.CLIP_EVALUATION}
     for key in graph.get_all_asset_keys():
         partitions = graph.get(key).partitions_def
         name = key.to_user_string()

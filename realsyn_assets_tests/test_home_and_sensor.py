@@ -7,7 +7,7 @@ import json
 import dagster as dg
 import pytest
 
-from realsyn_assets.resources import StorageResource
+from realsyn_assets.resources import HomeResource, StorageResource
 from realsyn_assets.resources.home import Home
 from realsyn_assets.sensors import inbox_sensor
 
@@ -40,12 +40,13 @@ def test_inbox_sensor_registers_new_files_once(tmp_path):
     _shard(home.inbox / "s1.jsonl")
     (home.inbox / "notes.txt").write_text("not a shard")
     instance = dg.DagsterInstance.ephemeral()
-    storage = StorageResource(home=str(home.root))
-    context = dg.build_sensor_context(instance=instance, resources={"storage": storage})
-    result = inbox_sensor(context)
+    storage = StorageResource(home=HomeResource(path=str(home.root)))
+    # a resource with a nested resource is opened as a context manager
+    with dg.build_sensor_context(instance=instance, resources={"storage": storage}) as context:
+        result = inbox_sensor(context)
     assert [r.partition_key for r in result.run_requests] == ["s1"]
     assert result.dynamic_partitions_requests[0].partition_keys == ["s1"]
     assert home.shard_order() == ["s1"]
-    context = dg.build_sensor_context(instance=instance, resources={"storage": storage})
-    again = inbox_sensor(context)
+    with dg.build_sensor_context(instance=instance, resources={"storage": storage}) as context:
+        again = inbox_sensor(context)
     assert not again.run_requests

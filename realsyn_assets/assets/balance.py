@@ -1,18 +1,19 @@
 """balance: image-text cosine window, image k-means, per-cluster caps per scale (paper §3.3)."""
 
-import hashlib
-
 import dagster as dg
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+import pydantic
 
 from realsyn_assets.assets._checks import Result, check_result
 from realsyn_assets.assets._common import png_metadata, stage_metadata
+from realsyn_assets.core.balance import clusters as clusters_core
 from realsyn_assets.core.balance import export as export_core
 from realsyn_assets.core.balance import sampling as balance_core
-from realsyn_assets.core.io import read_table
+from realsyn_assets.core.balance import subset as subset_core
+from realsyn_assets.core.io import read_table, write_table
 from realsyn_assets.core.retrieval import kmeans as kmeans_core
+from realsyn_assets.names import CORPUS, Asset, Group
+from realsyn_assets.names import BalancedSubsetMetrics as BM
+from realsyn_assets.names import ImageClustersMetrics as CM
 from realsyn_assets.partitions import ALL_SHARDS, scale_partitions
 from realsyn_assets.resources import (
     EncoderResource,
@@ -21,184 +22,103 @@ from realsyn_assets.resources import (
     VectorStoreResource,
 )
 
-PAPER_WINDOW_ENCODERS = ("EVA02-E-14-plus",)  # the encoder the 0.51-0.61 window was set for
+ASSIGNMENTS = "assignments.parquet"
+SUBSET_FILE = "realsyn.parquet"
+DATA_CARD = "DATA_CARD.md"
 
 
 class ImageClusterConfig(dg.Config):
-    images_per_cluster: int = kmeans_core.IMAGES_PER_CLUSTER  # paper: 168.3M / 1M ~ 168
-    n_clusters: int = 0  # 0 = derive from images_per_cluster
-    window_low: float = -1.0  # < 0 = paper window for EVA02-E-14-plus, else calibrated
-    window_high: float = -1.0
-    seed: int = 0
+    images_per_cluster: int = pydantic.Field(
+        kmeans_core.IMAGES_PER_CLUSTER,
+        description="Images per k-means cluster when n_clusters is 0 (paper: 168.3M / 1M ~ 168).",
+    )
+    n_clusters: int = pydantic.Field(
+        0, description="Number of image clusters; 0 derives it from images_per_cluster."
+    )
+    window_low: float = pydantic.Field(
+        -1.0,
+        description="Lower cosine bound; < 0 uses the paper's window for EVA02-E-14-plus, "
+        "else a window calibrated to keep the paper's fraction of pairs.",
+    )
+    window_high: float = pydantic.Field(
+        -1.0, description="Upper cosine bound; < 0 as for window_low."
+    )
+    seed: int = pydantic.Field(0, description="k-means seed.")
 
 
 class BalanceConfig(dg.Config):
-    seed: int = 0
-    eval_fraction: float = 0.05  # held out (by image-id hash) for clip_evaluation
-    min_eval_images: int = 16
-    samples_per_tar: int = 1000
-
-
-def eval_split(image_ids: list[str], fraction: float, min_count: int = 16) -> list[str]:
-    """Deterministic held-out split by id hash: the same image is held out at every scale.
-
-    At least `min_count` images (the lowest hashes) are held out so small subsets still get a
-    usable evaluation set.
-    """
-
-    def bucket(iid: str) -> float:
-        return int(hashlib.sha1(iid.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-
-    buckets = [bucket(i) for i in image_ids]
-    cutoff = sorted(buckets)[min(min_count, len(buckets)) - 1] if buckets else 0.0
-    return ["eval" if b < fraction or b <= cutoff else "train" for b in buckets]
+    seed: int = pydantic.Field(
+        0, description="Seed of each cluster's random order (the same order at every scale)."
+    )
+    eval_fraction: float = pydantic.Field(
+        0.05, description="Share held out (by image-id hash) for clip_evaluation."
+    )
+    min_eval_images: int = pydantic.Field(
+        16, description="Images held out at least, so small subsets still get an eval set."
+    )
+    samples_per_tar: int = pydantic.Field(1000, description="Samples per WebDataset tar shard.")
 
 
 @dg.asset(
-    group_name="balance",
+    group_name=Group.BALANCE,
     deps=[
-        dg.AssetDep("synthetic_texts", partition_mapping=ALL_SHARDS),
-        dg.AssetDep("image_embeddings", partition_mapping=ALL_SHARDS),
+        dg.AssetDep(Asset.SYNTHETIC_TEXTS, partition_mapping=ALL_SHARDS),
+        dg.AssetDep(Asset.IMAGE_EMBEDDINGS, partition_mapping=ALL_SHARDS),
     ],
     description="Semantic balance, step 1-2: drop pairs whose image-synthetic-text cosine is "
     "outside the window (paper 0.51-0.61 for EVA02-CLIP; calibrated to keep the paper's 85% for "
     "other encoders), then k-means over the kept image embeddings (~168 images per cluster).",
 )
 def image_clusters(
-    context: dg.AssetExecutionContext,
     config: ImageClusterConfig,
     storage: StorageResource,
     metrics: MetricsResource,
     vectors: VectorStoreResource,
     encoder: EncoderResource,
 ) -> dg.MaterializeResult:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    syn = storage.read_shards("synthetic_texts", columns=["image_id", "shard", "syn_score"])
-    shards = sorted(set(syn.column("shard").to_pylist()))
-    rows, all_vecs = vectors.shard_matrix("images", shards)
-    row_of = {
-        (s, i): r
-        for r, (s, i) in enumerate(
-            zip(rows.column("shard").to_pylist(), rows.column("image_id").to_pylist(), strict=True)
+    syn = storage.read_shards(Asset.SYNTHETIC_TEXTS, columns=["image_id", "shard", "syn_score"])
+    rows, all_vecs = vectors.shard_matrix("images", sorted(set(syn.column("shard").to_pylist())))
+    sims = clusters_core.pair_similarities(syn)
+    low, high, how = balance_core.choose_window(
+        sims, (config.window_low, config.window_high), encoder.model_name, encoder.pretrained
+    )
+    try:
+        found = clusters_core.cluster_window(
+            all_vecs,
+            clusters_core.pair_rows(rows, syn),
+            sims,
+            (low, high),
+            config.n_clusters,
+            config.images_per_cluster,
+            config.seed,
         )
-    }
-    idx = np.array(
-        [
-            row_of[(s, i)]
-            for s, i in zip(
-                syn.column("shard").to_pylist(), syn.column("image_id").to_pylist(), strict=True
-            )
-        ],
-        dtype=np.int64,
-    )
-    sims = np.asarray(syn.column("syn_score").to_numpy(zero_copy_only=False), dtype=np.float32)
-    if config.window_low >= 0 and config.window_high >= 0:
-        low, high, how = config.window_low, config.window_high, "configured"
-    elif encoder.model_name in PAPER_WINDOW_ENCODERS and encoder.pretrained:
-        (low, high), how = balance_core.COSINE_WINDOW, "paper"
-    else:
-        low, high = balance_core.calibrate_window(sims)
-        how = "calibrated"
-    in_window = balance_core.cosine_window_mask(sims, low, high)
-    kept_vecs = all_vecs[idx[in_window]]
-    if len(kept_vecs) == 0:
-        raise dg.Failure("no image-text pair inside the cosine window")
-    k = config.n_clusters or kmeans_core.n_clusters_for(len(kept_vecs), config.images_per_cluster)
-    result = kmeans_core.train_kmeans(kept_vecs, k, seed=config.seed)
-    labels_kept, _ = kmeans_core.assign(kept_vecs, result.centroids)
-    labels = np.full(len(sims), -1, dtype=np.int64)
-    labels[in_window] = labels_kept
-    out = syn.append_column("in_window", pa.array(in_window)).append_column(
-        "cluster", pa.array(labels)
-    )
-    path = storage.layout.asset_dir("image_clusters") / "assignments.parquet"
-    from realsyn_assets.core.io import write_table
-
-    write_table(out, path)
-    stats = balance_core.cluster_size_stats(labels_kept)
-    fig, ax = plt.subplots(figsize=(4, 2.5))
-    ax.hist(sims, bins=40)
-    ax.axvline(low, color="r")
-    ax.axvline(high, color="r")
-    ax.set_xlabel("image - synthetic text cosine")
+    except ValueError as exc:
+        raise dg.Failure(str(exc)) from exc
+    out = clusters_core.assignments(syn, found)
+    path = write_table(out, storage.layout.asset_dir(Asset.IMAGE_CLUSTERS) / ASSIGNMENTS)
     counts = {
-        "pairs_in": len(sims),
-        "pairs_in_window": int(in_window.sum()),
-        "window_low": float(low),
-        "window_high": float(high),
-        "clusters": k,
-        "cluster_gini": float(stats.get("gini", 0.0)),
-        "max_cluster_size": float(stats.get("max", 0)),
+        CM.PAIRS_IN: len(sims),
+        CM.PAIRS_IN_WINDOW: int(found.in_window.sum()),
+        CM.WINDOW_LOW: float(low),
+        CM.WINDOW_HIGH: float(high),
+        CM.CLUSTERS: found.n_clusters,
+        CM.CLUSTER_GINI: float(found.size_stats.get("gini", 0.0)),
+        CM.MAX_CLUSTER_SIZE: float(found.size_stats.get("max", 0)),
     }
-    meta = stage_metadata(
-        metrics,
-        "image_clusters",
-        "__all__",
-        counts,
-        {"outside_cosine_window": int((~in_window).sum())},
-        out,
-        path,
-    )
+    rejected = {"outside_cosine_window": int((~found.in_window).sum())}
+    meta = stage_metadata(metrics, Asset.IMAGE_CLUSTERS, CORPUS, counts, rejected, out, path)
     meta["window_source"] = how
-    meta["cosine_histogram"] = png_metadata(fig)
+    meta["cosine_histogram"] = png_metadata(clusters_core.cosine_histogram(sims, low, high))
     return dg.MaterializeResult(metadata=meta)
 
 
-def _composite(table: pa.Table) -> pa.Array:
-    return pc.binary_join_element_wise(table.column("shard"), table.column("image_id"), "\x1f")
-
-
-def align(table: pa.Table, keys: pa.Table, name: str) -> pa.Table:
-    """Rows of `table` in the order of `keys`, matched on (shard, image_id)."""
-    index = pc.index_in(_composite(keys), value_set=_composite(table))
-    if index.null_count:
-        raise dg.Failure(
-            f"{index.null_count} selected images have no {name} row: "
-            f"rematerialize {name} for all shards"
-        )
-    return table.take(index)
-
-
-def subset_rows(storage: StorageResource, assignments: pa.Table, selected: np.ndarray) -> pa.Table:
-    """The selected pairs with their retrieved and synthetic texts and full lineage."""
-    chosen = assignments.take(pa.array(selected, pa.int64())).select(
-        ["image_id", "shard", "cluster", "syn_score"]
-    )
-    chosen = chosen.take(
-        pc.sort_indices(chosen, [("image_id", "ascending"), ("shard", "ascending")])
-    )
-    retrieved = align(storage.read_shards("retrieved_texts"), chosen, "retrieved_texts")
-    synthetic = align(
-        storage.read_shards("synthetic_texts", columns=["image_id", "shard", "syn_text", "tags"]),
-        chosen,
-        "synthetic_texts",
-    )
-    sources = align(
-        storage.read_shards("extracted_images", columns=["image_id", "shard", "source_ref"]),
-        chosen,
-        "extracted_images",
-    )
-    renamed = {"doc_id": "image_doc_id", "position": "image_position", "path": "image_path"}
-    table = chosen
-    for name in retrieved.column_names:
-        if name not in ("image_id", "shard"):
-            table = table.append_column(renamed.get(name, name), retrieved.column(name))
-    table = table.append_column("syn_text", synthetic.column("syn_text"))
-    table = table.append_column("tags", synthetic.column("tags"))
-    return table.append_column("raw_image_url", sources.column("source_ref"))
-
-
 @dg.asset(
-    group_name="balance",
+    group_name=Group.BALANCE,
     partitions_def=scale_partitions,
     deps=[
-        "image_clusters",
-        dg.AssetDep("retrieved_texts", partition_mapping=ALL_SHARDS),
-        dg.AssetDep("synthetic_texts", partition_mapping=ALL_SHARDS),
+        Asset.IMAGE_CLUSTERS,
+        dg.AssetDep(Asset.RETRIEVED_TEXTS, partition_mapping=ALL_SHARDS),
+        dg.AssetDep(Asset.SYNTHETIC_TEXTS, partition_mapping=ALL_SHARDS),
     ],
     description="Semantic balance, step 3: at most 20 / 35 / 180 random pairs per image cluster "
     "for 15M / 30M / 100M (nested subsets), exported in the RealSyn schema (parquet + "
@@ -213,39 +133,36 @@ def balanced_subset(
 ) -> dg.MaterializeResult:
     scale = context.partition_key
     cap = balance_core.SCALE_CAPS[scale]
-    assignments = read_table(storage.layout.asset_dir("image_clusters") / "assignments.parquet")
-    in_window = np.asarray(assignments.column("in_window").to_numpy(zero_copy_only=False))
-    candidates = np.flatnonzero(in_window)
-    labels = np.asarray(assignments.column("cluster").to_numpy())[candidates]
-    selected = candidates[balance_core.cap_per_cluster(labels, cap, seed=config.seed)]
-    table = subset_rows(storage, assignments, selected)
-    table = table.append_column(
-        "split",
-        pa.array(
-            eval_split(
-                table.column("image_id").to_pylist(), config.eval_fraction, config.min_eval_images
-            )
-        ),
-    )
-    out_dir = storage.layout.asset_dir("balanced_subset") / scale
-    parquet = export_core.write_parquet_atomic(table, out_dir / "realsyn.parquet")
+    assignments = read_table(storage.layout.asset_dir(Asset.IMAGE_CLUSTERS) / ASSIGNMENTS)
+    selection = balance_core.select_balanced(assignments, cap, seed=config.seed)
+    try:
+        table = subset_core.subset_rows(
+            assignments,
+            selection.indices,
+            storage.read_shards(Asset.RETRIEVED_TEXTS),
+            storage.read_shards(Asset.SYNTHETIC_TEXTS, columns=subset_core.SYNTHETIC_COLUMNS),
+            storage.read_shards(Asset.EXTRACTED_IMAGES, columns=subset_core.SOURCE_COLUMNS),
+        )
+    except subset_core.MissingRowsError as exc:
+        raise dg.Failure(str(exc)) from exc
+    table = subset_core.with_split(table, config.eval_fraction, config.min_eval_images)
+    out_dir = storage.layout.asset_dir(Asset.BALANCED_SUBSET) / scale
+    parquet = write_table(table, out_dir / SUBSET_FILE)
     tars = export_core.write_webdataset(
         table, out_dir / "webdataset", samples_per_shard=config.samples_per_tar
     )
-    sizes = np.bincount(labels[labels >= 0]) if len(labels) else np.zeros(1, np.int64)
-    expected = int(np.minimum(sizes, cap).sum())
     stats = {
-        "samples": table.num_rows,
-        "expected_samples": expected,
-        "cap_per_cluster": cap,
-        "clusters": int((sizes > 0).sum()),
-        "candidate_pairs": len(candidates),
-        "train_samples": int(pc.sum(pc.equal(table.column("split"), "train")).as_py() or 0),
-        "eval_samples": int(pc.sum(pc.equal(table.column("split"), "eval")).as_py() or 0),
-        "webdataset_shards": len(tars),
+        BM.SAMPLES: table.num_rows,
+        BM.EXPECTED_SAMPLES: selection.expected_samples,
+        BM.CAP_PER_CLUSTER: cap,
+        BM.CLUSTERS: selection.clusters,
+        BM.CANDIDATE_PAIRS: selection.candidate_pairs,
+        BM.TRAIN_SAMPLES: subset_core.split_size(table, subset_core.TRAIN_SPLIT),
+        BM.EVAL_SAMPLES: subset_core.split_size(table, subset_core.EVAL_SPLIT),
+        BM.WEBDATASET_SHARDS: len(tars),
     }
     export_core.write_data_card(
-        out_dir / "DATA_CARD.md",
+        out_dir / DATA_CARD,
         scale=scale,
         stats={
             **stats,
@@ -254,25 +171,25 @@ def balanced_subset(
         },
         columns=table.column_names,
     )
-    meta = stage_metadata(metrics, "balanced_subset", scale, stats, None, table, parquet)
-    meta["data_card"] = dg.MetadataValue.path(str(out_dir / "DATA_CARD.md"))
+    meta = stage_metadata(metrics, Asset.BALANCED_SUBSET, scale, stats, None, table, parquet)
+    meta["data_card"] = dg.MetadataValue.path(str(out_dir / DATA_CARD))
     return dg.MaterializeResult(metadata=meta)
 
 
-@dg.asset_check(asset="image_clusters", description="The cosine window keeps 50-100% of pairs.")
+@dg.asset_check(asset=Asset.IMAGE_CLUSTERS, description="The cosine window keeps 50-100% of pairs.")
 def cosine_window_sane(metrics: MetricsResource) -> Result:
-    counts = metrics.counts("image_clusters", "__all__")
-    n, kept = counts.get("pairs_in", 0), counts.get("pairs_in_window", 0)
+    counts = metrics.counts(Asset.IMAGE_CLUSTERS, CORPUS)
+    n, kept = counts.get(CM.PAIRS_IN, 0), counts.get(CM.PAIRS_IN_WINDOW, 0)
     frac = kept / n if n else 0.0
     return check_result(
-        0.5 <= frac <= 1.0 and counts.get("clusters", 0) > 0,
+        0.5 <= frac <= 1.0 and counts.get(CM.CLUSTERS, 0) > 0,
         f"{frac:.1%} of {int(n)} pairs in the window",
         kept_fraction=float(frac),
     )
 
 
 @dg.asset_check(
-    asset="balanced_subset",
+    asset=Asset.BALANCED_SUBSET,
     partitions_def=scale_partitions,
     description="Subset size = the cap rule's expectation; caps respected; ids unique.",
 )
@@ -282,8 +199,8 @@ def subset_size_within_target(
     import duckdb
 
     scale = context.partition_key
-    counts = metrics.counts("balanced_subset", scale)
-    path = storage.layout.asset_dir("balanced_subset") / scale / "realsyn.parquet"
+    counts = metrics.counts(Asset.BALANCED_SUBSET, scale)
+    path = storage.layout.asset_dir(Asset.BALANCED_SUBSET) / scale / SUBSET_FILE
     con = duckdb.connect()
     n, distinct, biggest = con.execute(
         "SELECT count(*), count(DISTINCT image_id), "
@@ -292,11 +209,12 @@ def subset_size_within_target(
         [str(path), str(path)],
     ).fetchone()
     con.close()
-    cap = counts.get("cap_per_cluster", 0)
-    ok = n == counts.get("expected_samples") and n == distinct and biggest <= cap and n > 0
+    cap = counts.get(BM.CAP_PER_CLUSTER, 0)
+    expected = counts.get(BM.EXPECTED_SAMPLES)
+    ok = n == expected and n == distinct and biggest <= cap and n > 0
     return check_result(
         ok,
-        f"{n} samples (expected {int(counts.get('expected_samples', -1))}), "
+        f"{n} samples (expected {int(counts.get(BM.EXPECTED_SAMPLES, -1))}), "
         f"largest cluster {biggest} <= cap {int(cap)}",
         samples=int(n),
     )

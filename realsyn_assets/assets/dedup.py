@@ -1,24 +1,42 @@
-"""dedup: exact, perceptual and semantic near-duplicates across ALL shards (paper §3.1).
+"""dedup: the redundancy filter (paper §3.1), exact, perceptual and semantic near-duplicates
+across ALL shards.
 
 Incremental by registration order: a shard is compared with every item of the shards registered
-before it (their stored hashes and vectors, nothing recomputed); an item linked, directly or through
-its own shard's items, to an earlier item is a duplicate, and inside a shard the first item of a
-group is kept. Earlier shards' decisions therefore never change when a shard is added, and reruns
-give the same answer (see core/dedup/union_find.py for the union-find).
+before it (their stored hashes, signatures and vectors, nothing recomputed), so earlier shards'
+decisions never change when a shard is added and reruns give the same answer. The decision
+itself is `core/dedup/incremental.py`.
 """
-
-from collections.abc import Callable
 
 import dagster as dg
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
 from realsyn_assets.assets._checks import Result, check_result, funnel_check, shard_check
 from realsyn_assets.assets._common import rejection_counts, stage_metadata
-from realsyn_assets.core.dedup import union_find as dedup_core
-from realsyn_assets.core.io import read_table, save_npy, write_table
-from realsyn_assets.core.semantic_filter.entropy import ENTROPY_THRESHOLD
-from realsyn_assets.core.semantic_filter.scores import entropies, load_scores
+from realsyn_assets.core.dedup.incremental import (
+    Stage,
+    decide,
+    duplicate_of,
+    exact_stage,
+    merge_reasons,
+    near_text_stage,
+    perceptual_stage,
+    phash_values,
+    row_index,
+    semantic_stage,
+    shards_before,
+    text_signatures,
+)
+from realsyn_assets.core.io import read_table, write_table
+from realsyn_assets.core.semantic_filter.sentence_filter import score_summary
+from realsyn_assets.names import (
+    Asset,
+    Group,
+    ImageDedupMetrics,
+    SemanticFilterMetrics,
+    SentenceDedupMetrics,
+)
 from realsyn_assets.partitions import shard_partitions
 from realsyn_assets.resources import (
     EncoderResource,
@@ -27,118 +45,93 @@ from realsyn_assets.resources import (
     VectorStoreResource,
 )
 
-EXACT, PERCEPTUAL, SEMANTIC = "exact_duplicate", "perceptual_duplicate", "semantic_duplicate"
-NEAR_TEXT = "near_duplicate_text"  # sentences: MinHash over word shingles
+IMAGE_COLUMNS = ["image_id", "shard", "doc_id", "position", "path", "phash"]
+SENTENCE_COLUMNS = ["sentence_id", "shard", "doc_id", "position", "sent_index", "text"]
 
 
-class ImageDedupConfig(dg.Config):
-    # Hamming distance on 64-bit pHash. 12 = max recall at precision >= 0.99 and FP rate <= 1e-5
-    # on 974 real photos x 10 edits (scripts/calibrate_dedup.py -> calibration/dedup_thresholds.json)
-    phash_max_distance: int = 12
-    semantic_threshold: float = 0.95  # cosine of image embeddings
-    semantic_with_weak_encoder: bool = False  # random/bootstrap weights: cosine is not "same image"
-
-
-class SentenceDedupConfig(dg.Config):
-    entropy_threshold: float = (
-        ENTROPY_THRESHOLD  # paper: 0.3 (normalised, see core/semantic_filter/entropy.py)
+class SemanticDedupConfig(dg.Config):
+    semantic_threshold: float = Field(
+        0.95, description="Embedding cosine at or above which two items are semantic duplicates."
     )
-    # MinHash Jaccard of char 4-grams. 0.45 maximises recall on generated near-duplicates of the
-    # Wikipedia sample (0.965 at precision 1.0), but templated yet different sentences (the demo
-    # corpus, boilerplate-heavy sites) share ~0.5 of their 4-grams; 0.65 keeps precision first.
-    text_near_duplicate_threshold: float = 0.65
-    semantic_threshold: float = 0.95
-    semantic_with_weak_encoder: bool = False
+    semantic_with_weak_encoder: bool = Field(
+        False,
+        description="Run the semantic stage with random or bootstrap encoder weights too (their "
+        "cosine does not mean 'same content'); by default only a pretrained model or checkpoint.",
+    )
 
 
-def earlier_shards(storage: StorageResource, key: str) -> list[str]:
-    order = storage.layout.shard_order()
-    return order[: order.index(key)] if key in order else order
+class ImageDedupConfig(SemanticDedupConfig):
+    phash_max_distance: int = Field(
+        12,
+        description="Largest Hamming distance of two 64-bit pHashes that are perceptual "
+        "duplicates; max recall at precision >= 0.99 in `realsyn bench calibrate-dedup` "
+        "(calibration/dedup_thresholds.json).",
+    )
 
 
-def _offset_query_pairs(pairs: np.ndarray, n_earlier: int) -> np.ndarray:
-    """Query-mode pairs (query row, target row) -> global pairs, without self pairs."""
-    if len(pairs) == 0:
-        return np.zeros((0, 2), np.int64)
-    pairs = np.asarray(pairs, dtype=np.int64).copy()
-    pairs[:, 0] += n_earlier
-    return pairs[pairs[:, 0] != pairs[:, 1]]
+class SentenceDedupConfig(SemanticDedupConfig):
+    text_near_duplicate_threshold: float = Field(
+        0.65,
+        description="MinHash Jaccard of character 4-grams at or above which two sentences are "
+        "near-duplicates. Lower values find more generated near-duplicates, but templated yet "
+        "different sentences share about half their 4-grams; 0.65 keeps precision first.",
+    )
 
 
-def exact_pairs(earlier_ids: list[str], current_ids: list[str]) -> np.ndarray:
-    index = {iid: i for i, iid in enumerate(earlier_ids)}
-    n = len(earlier_ids)
-    return np.array(
-        [(n + i, index[iid]) for i, iid in enumerate(current_ids) if iid in index], dtype=np.int64
-    ).reshape(-1, 2)
+def _earlier(storage: StorageResource, asset: str, key: str, columns: list[str]) -> pa.Table:
+    """Rows of every shard registered before `key` (an empty table when there is none)."""
+    before = shards_before(storage.layout.shard_order(), key)
+    if storage.shard_files(asset, before):
+        return storage.read_shards(asset, before, columns=columns)
+    return pa.table({column: pa.array([]) for column in columns})
 
 
-def decide(
-    n_earlier: int,
-    n_current: int,
-    stages: list[tuple[str, Callable[[], np.ndarray]]],
-) -> tuple[np.ndarray, list[str | None], np.ndarray]:
-    """Keep mask, reason and representative for the current items, adding pair kinds in order.
-
-    An item's reason is the first pair kind that made it a duplicate.
-    """
-    n = n_earlier + n_current
-    priority = np.arange(n, dtype=np.int64)
-    reasons: list[str | None] = [None] * n_current
-    pairs: list[np.ndarray] = []
-    keep = np.ones(n_current, dtype=bool)
-    representative = np.arange(n_earlier, n, dtype=np.int64)
-    for name, make_pairs in stages:
-        pairs.append(make_pairs())
-        mask, rep = dedup_core.select_representatives(n, pairs, priority)
-        for i in np.flatnonzero(keep & ~mask[n_earlier:]):
-            reasons[i] = name
-        keep = mask[n_earlier:]
-        representative = rep[n_earlier:]
-    return keep, reasons, representative
-
-
-def aligned_vectors(
+def _semantic_stages(
+    context: dg.AssetExecutionContext,
+    config: SemanticDedupConfig,
+    encoder: EncoderResource,
     vectors: VectorStoreResource,
     table_name: str,
     id_column: str,
-    shards: list[str],
-    ids: list[str],
-    key: str,
-) -> np.ndarray:
-    """Vectors for (shard, id) rows in the given order, read from LanceDB."""
-    rows, matrix = vectors.shard_matrix(table_name, sorted(set(shards)))
-    order = {
-        (s, i): r
-        for r, (s, i) in enumerate(
-            zip(rows.column("shard").to_pylist(), rows.column(id_column).to_pylist(), strict=True)
+    rows: list[tuple[str, str]],
+    n_earlier: int,
+) -> tuple[bool, list[Stage]]:
+    """(enabled, the semantic stage if the shard has items) for (shard, id) rows, earlier first.
+
+    Cosine means "same content" only under a configured pretrained model or checkpoint; random
+    and bootstrap weights need `semantic_with_weak_encoder`.
+    """
+    enabled = config.semantic_with_weak_encoder or encoder.kind() in ("pretrained", "checkpoint")
+    if not enabled:
+        context.log.info(
+            f"semantic {table_name} dedup skipped: encoder has random weights "
+            "(configure a pretrained model or checkpoint, or force it in config)"
         )
-    }
-    idx = np.array([order.get(pair, -1) for pair in zip(shards, ids, strict=True)], dtype=np.int64)
-    if (idx < 0).any():
+    if not enabled or len(rows) == n_earlier:
+        return enabled, []
+    stored, matrix = vectors.shard_matrix(table_name, sorted({shard for shard, _ in rows}))
+    stored_ids = stored.column(id_column).to_pylist()
+    index = row_index(list(zip(stored.column("shard").to_pylist(), stored_ids, strict=True)), rows)
+    if (index < 0).any():
         raise dg.Failure(
-            f"{table_name} embeddings missing for {int((idx < 0).sum())} rows: "
-            f"materialize the embeddings of {key} and of all earlier shards first"
+            f"{table_name} embeddings missing for {int((index < 0).sum())} rows: materialize "
+            f"the embeddings of {context.partition_key} and of all earlier shards first"
         )
-    return matrix[idx]
+    return True, [semantic_stage(matrix[index], n_earlier, config.semantic_threshold)]
 
 
-def semantic_stage(matrix: np.ndarray, n_earlier: int, threshold: float):
-    return SEMANTIC, lambda: _offset_query_pairs(
-        dedup_core.cosine_pairs(matrix, threshold, query=matrix[n_earlier:]), n_earlier
+def _with_decision(table: pa.Table, keep, reasons: list, representatives: list) -> pa.Table:
+    return (
+        table.append_column("kept", pa.array(keep))
+        .append_column("reason", pa.array(reasons, pa.string()))
+        .append_column("duplicate_of", pa.array(representatives, pa.string()))
     )
 
 
-def _trusted(encoder: EncoderResource, force: bool) -> bool:
-    """Semantic dedup needs an encoder whose cosine means "same picture": a configured
-    pretrained model or checkpoint. Random and bootstrap weights only with `force`."""
-    return force or encoder.kind() in ("pretrained", "checkpoint")
-
-
 @dg.asset(
-    group_name="dedup",
+    group_name=Group.DEDUP,
     partitions_def=shard_partitions,
-    deps=["extracted_images", "image_embeddings"],
+    deps=[Asset.EXTRACTED_IMAGES, Asset.IMAGE_EMBEDDINGS],
     description="Redundancy filter for one shard's images against every earlier shard: exact "
     "(same bytes), perceptual (pHash Hamming) and semantic (embedding cosine) duplicates, grouped "
     "with union-find; one deterministic representative per group.",
@@ -151,147 +144,80 @@ def image_dedup(
     vectors: VectorStoreResource,
     encoder: EncoderResource,
 ) -> dg.MaterializeResult:
-    home = storage.layout
     key = context.partition_key
-    cols = ["image_id", "shard", "doc_id", "position", "path", "phash"]
-    current = read_table(home.partition_file("extracted_images", key), columns=cols)
-    before = earlier_shards(storage, key)
-    earlier = (
-        storage.read_shards("extracted_images", before, columns=["image_id", "shard", "phash"])
-        if storage.shard_files("extracted_images", before)
-        else None
+    current = read_table(
+        storage.layout.partition_file(Asset.EXTRACTED_IMAGES, key), columns=IMAGE_COLUMNS
     )
-    e_ids = earlier.column("image_id").to_pylist() if earlier is not None else []
+    earlier = _earlier(storage, Asset.EXTRACTED_IMAGES, key, ["image_id", "shard", "phash"])
+    e_ids = earlier.column("image_id").to_pylist()
     c_ids = current.column("image_id").to_pylist()
-    n_e = len(e_ids)
-
-    def hashes(table: pa.Table | None) -> np.ndarray:
-        if table is None or table.num_rows == 0:
-            return np.zeros(0, dtype=np.uint64)
-        return (
-            np.asarray(table.column("phash").to_numpy(zero_copy_only=False))
-            .astype(np.int64)
-            .view(np.uint64)
-        )
-
-    all_hashes = np.concatenate([hashes(earlier), hashes(current)])
+    hashes = np.concatenate([phash_values(earlier), phash_values(current)])
     stages = [
-        (EXACT, lambda: exact_pairs(e_ids, c_ids)),
-        (
-            PERCEPTUAL,
-            lambda: _offset_query_pairs(
-                dedup_core.hamming_pairs(
-                    all_hashes, config.phash_max_distance, query=hashes(current)
-                ),
-                n_e,
-            ),
-        ),
+        exact_stage(e_ids, c_ids),
+        perceptual_stage(hashes, len(e_ids), config.phash_max_distance),
     ]
-    semantic = _trusted(encoder, config.semantic_with_weak_encoder)
-    if semantic and current.num_rows:
-        e_shards = earlier.column("shard").to_pylist() if earlier is not None else []
-        matrix = aligned_vectors(
-            vectors, "images", "image_id", e_shards + [key] * len(c_ids), e_ids + c_ids, key
-        )
-        stages.append(semantic_stage(matrix, n_e, config.semantic_threshold))
-    else:
-        context.log.info(
-            "semantic image dedup skipped: encoder has random weights "
-            "(configure a pretrained model or checkpoint, or force it in config)"
-        )
-    keep, reasons, rep = decide(n_e, len(c_ids), stages)
-    all_ids = e_ids + c_ids
-    out_table = (
-        current.drop_columns(["phash"])
-        .append_column("kept", pa.array(keep))
-        .append_column("reason", pa.array(reasons, pa.string()))
-        .append_column(
-            "duplicate_of",
-            pa.array(
-                [None if k else all_ids[r] for k, r in zip(keep, rep, strict=True)], pa.string()
-            ),
-        )
+    e_shards = earlier.column("shard").to_pylist()
+    rows = list(zip(e_shards + [key] * len(c_ids), e_ids + c_ids, strict=True))
+    semantic, more = _semantic_stages(
+        context, config, encoder, vectors, "images", "image_id", rows, len(e_ids)
     )
-    out = write_table(out_table, home.partition_file("image_dedup", key))
+    keep, reasons, rep = decide(len(e_ids), len(c_ids), stages + more)
+    out_table = _with_decision(
+        current.drop_columns(["phash"]), keep, reasons, duplicate_of(e_ids + c_ids, keep, rep)
+    )
+    out = write_table(out_table, storage.layout.partition_file(Asset.IMAGE_DEDUP, key))
+    M = ImageDedupMetrics
     counts = {
-        "images_in": len(c_ids),
-        "images_kept": int(keep.sum()),
-        "images_removed": int((~keep).sum()),
-        "compared_with_earlier": n_e,
-        "semantic_enabled": int(semantic),
+        M.IMAGES_IN: len(c_ids),
+        M.IMAGES_KEPT: int(keep.sum()),
+        M.IMAGES_REMOVED: int((~keep).sum()),
+        M.COMPARED_WITH_EARLIER: len(e_ids),
+        M.SEMANTIC_ENABLED: int(semantic),
     }
+    rejections = rejection_counts(reasons)
     return dg.MaterializeResult(
-        metadata=stage_metadata(
-            metrics, "image_dedup", key, counts, rejection_counts(reasons), out_table, out
-        )
+        metadata=stage_metadata(metrics, Asset.IMAGE_DEDUP, key, counts, rejections, out_table, out)
     )
 
 
-def semantic_scores(
-    storage: StorageResource, shard: str, ids: list[str], texts: list[str]
-) -> tuple[np.ndarray, np.ndarray, float, float, bool]:
-    """(entropy, perplexity, window low, window high, reused) for one shard's sentences.
-
-    word_statistics stores both scores for every sentence it was fit on; they are reused when
-    the shard still holds exactly those sentences. Otherwise (a shard extracted after the fit,
-    or GPT-2 perplexity, which is scored per shard) they are computed here; re-materializing
-    word_statistics folds new shards into the corpus statistics.
-    """
-    import json
-
-    from realsyn_assets.core.semantic_filter.perplexity import GPT2Scorer, NGramScorer
-
-    folder = storage.layout.asset_dir("word_statistics")
-    window = json.loads((folder / "perplexity_window.json").read_text())
-    low, high = float(window["low"]), float(window["high"])
-    cached = load_scores(folder, shard, ids, window.get("fit_id"))
-    entropy, ppl = cached if cached is not None else (None, None)
-    reused = ppl is not None
-    if entropy is None:
-        entropy = entropies(texts, read_table(folder / "words.parquet"))
-    if ppl is None and not texts:
-        ppl = np.zeros(0, np.float64)
-    elif ppl is None and window["scorer"] == "gpt2":
-        ppl = np.asarray(GPT2Scorer(window["model"]).perplexity(texts), np.float64)
-    elif ppl is None:
-        # Sentences the model was fit on have stored leave-one-out scores; these were not part
-        # of the fit, so they are scored as they are (leave-one-out on a sentence the model never
-        # counted drives probabilities to zero and the perplexity to infinity).
-        model = NGramScorer.load(folder / "ngram.npz")
-        ppl = np.asarray(model.perplexity(texts), np.float64)
-    return entropy, ppl, low, high, reused
-
-
-def text_signatures(
-    storage: StorageResource, shard: str, texts: list[str] | None = None
-) -> np.ndarray:
-    """MinHash signatures of a shard's extracted sentences, stored once and reused by later shards."""
-    from realsyn_assets.core.dedup.minhash import minhash_signatures
-
-    path = storage.layout.partition_file("sentence_dedup", shard, ".minhash.npy")
-    if texts is None and path.exists():
-        return np.load(path)
-    if texts is None:
-        texts = (
-            read_table(
-                storage.layout.partition_file("extracted_sentences", shard), columns=["text"]
-            )
-            .column("text")
-            .to_pylist()
+def _semantic_filter_result(
+    storage: StorageResource, metrics: MetricsResource, key: str, ids: list[str]
+) -> tuple[pa.Table, bool]:
+    """The shard's semantic_filter rows (aligned with `ids`) and whether its scores were reused."""
+    table = read_table(storage.layout.partition_file(Asset.SEMANTIC_FILTER, key))
+    if table.column("sentence_id").to_pylist() != ids:
+        raise dg.Failure(
+            f"semantic_filter of {key} does not match its extracted_sentences: "
+            "materialize semantic_filter for this shard first"
         )
-    signatures = minhash_signatures(texts)
-    save_npy(signatures, path)
-    return signatures
+    recorded = metrics.counts(Asset.SEMANTIC_FILTER, key)
+    return table, bool(recorded.get(SemanticFilterMetrics.SCORES_FROM_WORD_STATISTICS, 0))
+
+
+def _signatures(storage: StorageResource, shards: list[str], key: str, texts: list[str]):
+    """MinHash signatures of the earlier shards (stored, or made once) and of this shard."""
+    home = storage.layout
+
+    def stored(shard: str, texts: list[str] | None = None) -> np.ndarray:
+        source = home.partition_file(Asset.EXTRACTED_SENTENCES, shard)
+        return text_signatures(
+            home.partition_file(Asset.SENTENCE_DEDUP, shard, ".minhash.npy"),
+            texts,
+            lambda: read_table(source, columns=["text"]).column("text").to_pylist(),
+        )
+
+    if not texts:
+        return np.zeros((0, 64), np.uint64)
+    return np.concatenate([stored(s) for s in dict.fromkeys(shards)] + [stored(key, texts)])
 
 
 @dg.asset(
-    group_name="dedup",
+    group_name=Group.DEDUP,
     partitions_def=shard_partitions,
-    deps=["extracted_sentences", "sentence_embeddings", "word_statistics"],
-    description="Semantic and redundancy filters for one shard's sentences: information entropy "
-    "with corpus word probabilities (< 0.3 dropped) and the perplexity window, then exact "
+    deps=[Asset.EXTRACTED_SENTENCES, Asset.SENTENCE_EMBEDDINGS, Asset.SEMANTIC_FILTER],
+    description="Redundancy filter for one shard's sentences after the semantic filter: exact "
     "(normalised text), near-duplicate (MinHash) and semantic (embedding cosine) duplicates "
-    "against every earlier shard.",
+    "against every earlier shard; semantic_filter's rejections are carried over first.",
 )
 def sentence_dedup(
     context: dg.AssetExecutionContext,
@@ -301,93 +227,51 @@ def sentence_dedup(
     vectors: VectorStoreResource,
     encoder: EncoderResource,
 ) -> dg.MaterializeResult:
-    from realsyn_assets.core.dedup.minhash import near_duplicate_pairs
-    from realsyn_assets.core.semantic_filter.perplexity import window_rejections
-
-    home = storage.layout
     key = context.partition_key
     current = read_table(
-        home.partition_file("extracted_sentences", key),
-        columns=["sentence_id", "shard", "doc_id", "position", "sent_index", "text"],
+        storage.layout.partition_file(Asset.EXTRACTED_SENTENCES, key), columns=SENTENCE_COLUMNS
     )
     texts = current.column("text").to_pylist()
     c_ids = current.column("sentence_id").to_pylist()
-    # semantic filter (paper §3.1): information entropy, then perplexity window
-    entropy, ppl, low, high, reused = semantic_scores(storage, key, c_ids, texts)
-    semantic_reasons = [
-        "low_entropy" if h < config.entropy_threshold else r
-        for h, r in zip(entropy, window_rejections(ppl, low, high), strict=True)
-    ]
-
-    # redundancy filter: exact, near-duplicate text (MinHash), semantic (embeddings)
-    before = earlier_shards(storage, key)
-    earlier = (
-        storage.read_shards("extracted_sentences", before, columns=["sentence_id", "shard"])
-        if storage.shard_files("extracted_sentences", before)
-        else None
-    )
-    e_ids = earlier.column("sentence_id").to_pylist() if earlier is not None else []
-    n_e = len(e_ids)
-    e_shards = earlier.column("shard").to_pylist() if earlier is not None else []
-    signatures = (
-        np.concatenate(
-            [text_signatures(storage, s) for s in dict.fromkeys(e_shards)]
-            + [text_signatures(storage, key, texts)]
-        )
-        if texts
-        else np.zeros((0, 64), np.uint64)
-    )
+    scores, reused = _semantic_filter_result(storage, metrics, key, c_ids)
+    earlier = _earlier(storage, Asset.EXTRACTED_SENTENCES, key, ["sentence_id", "shard"])
+    e_ids, e_shards = earlier.column("sentence_id").to_pylist(), earlier.column("shard").to_pylist()
+    signatures = _signatures(storage, e_shards, key, texts)
     stages = [
-        (EXACT, lambda: exact_pairs(e_ids, c_ids)),
-        (
-            NEAR_TEXT,
-            lambda: _offset_query_pairs(
-                near_duplicate_pairs(
-                    signatures, config.text_near_duplicate_threshold, query=signatures[n_e:]
-                ),
-                n_e,
-            ),
-        ),
+        exact_stage(e_ids, c_ids),
+        near_text_stage(signatures, len(e_ids), config.text_near_duplicate_threshold),
     ]
-    semantic = _trusted(encoder, config.semantic_with_weak_encoder)
-    if semantic and current.num_rows:
-        matrix = aligned_vectors(
-            vectors, "sentences", "sentence_id", e_shards + [key] * len(c_ids), e_ids + c_ids, key
-        )
-        stages.append(semantic_stage(matrix, n_e, config.semantic_threshold))
-    keep, reasons, rep = decide(n_e, len(c_ids), stages)
-    all_ids = e_ids + c_ids
-    final_reasons = [sr or r for sr, r in zip(semantic_reasons, reasons, strict=True)]
-    final_keep = np.array([r is None for r in final_reasons], dtype=bool)
-    out_table = (
-        current.append_column("entropy", pa.array(entropy))
-        .append_column("perplexity", pa.array(ppl, pa.float64()))
-        .append_column("kept", pa.array(final_keep))
-        .append_column("reason", pa.array(final_reasons, pa.string()))
-        .append_column(
-            "duplicate_of",
-            pa.array(
-                [None if k else all_ids[r] for k, r in zip(keep, rep, strict=True)], pa.string()
-            ),
-        )
+    rows = list(zip(e_shards + [key] * len(c_ids), e_ids + c_ids, strict=True))
+    semantic, more = _semantic_stages(
+        context, config, encoder, vectors, "sentences", "sentence_id", rows, len(e_ids)
     )
-    out = write_table(out_table, home.partition_file("sentence_dedup", key))
+    keep, reasons, rep = decide(len(e_ids), len(c_ids), stages + more)
+    semantic_reasons = scores.column("reason").to_pylist()
+    final_keep, final_reasons = merge_reasons(semantic_reasons, reasons)
+    entropy, perplexity = scores.column("entropy"), scores.column("perplexity")
+    out_table = _with_decision(
+        current.append_column("entropy", entropy).append_column("perplexity", perplexity),
+        final_keep,
+        final_reasons,
+        duplicate_of(e_ids + c_ids, keep, rep),
+    )
+    out = write_table(out_table, storage.layout.partition_file(Asset.SENTENCE_DEDUP, key))
+    entropy_mean, perplexity_median = score_summary(entropy.to_numpy(), perplexity.to_numpy())
+    M = SentenceDedupMetrics
     counts = {
-        "sentences_in": len(c_ids),
-        "sentences_kept": int(final_keep.sum()),
-        "sentences_removed": int((~final_keep).sum()),
-        "after_semantic_filter": int(sum(r is None for r in semantic_reasons)),
-        "compared_with_earlier": n_e,
-        "semantic_enabled": int(semantic),
-        "scores_from_word_statistics": int(reused),
-        "entropy_mean": float(entropy.mean()) if len(entropy) else 0.0,
-        "perplexity_median": float(np.median(ppl)) if len(ppl) else 0.0,
+        M.SENTENCES_IN: len(c_ids),
+        M.SENTENCES_KEPT: int(final_keep.sum()),
+        M.SENTENCES_REMOVED: int((~final_keep).sum()),
+        M.AFTER_SEMANTIC_FILTER: int(sum(r is None for r in semantic_reasons)),
+        M.COMPARED_WITH_EARLIER: len(e_ids),
+        M.SEMANTIC_ENABLED: int(semantic),
+        M.SCORES_FROM_WORD_STATISTICS: int(reused),
+        M.ENTROPY_MEAN: entropy_mean,
+        M.PERPLEXITY_MEDIAN: perplexity_median,
     }
-    return dg.MaterializeResult(
-        metadata=stage_metadata(
-            metrics, "sentence_dedup", key, counts, rejection_counts(final_reasons), out_table, out
-        )
-    )
+    rejections = rejection_counts(final_reasons)
+    meta = stage_metadata(metrics, Asset.SENTENCE_DEDUP, key, counts, rejections, out_table, out)
+    return dg.MaterializeResult(metadata=meta)
 
 
 def _no_duplicate_survivors(storage: StorageResource, asset: str, id_column: str) -> Result:
@@ -409,45 +293,52 @@ def _no_duplicate_survivors(storage: StorageResource, asset: str, id_column: str
 
 
 @shard_check(
-    "image_dedup", "unique_image_survivors", "No image id survives twice across all shards."
+    Asset.IMAGE_DEDUP, "unique_image_survivors", "No image id survives twice across all shards."
 )
 def unique_image_survivors(
     context: dg.AssetCheckExecutionContext, storage: StorageResource
 ) -> Result:
-    return _no_duplicate_survivors(storage, "image_dedup", "image_id")
+    return _no_duplicate_survivors(storage, Asset.IMAGE_DEDUP, "image_id")
 
 
-@shard_check("image_dedup", "image_dedup_funnel", "Dedup keeps something; counts add up.")
+@shard_check(Asset.IMAGE_DEDUP, "image_dedup_funnel", "Dedup keeps something; counts add up.")
 def image_dedup_funnel(context: dg.AssetCheckExecutionContext, metrics: MetricsResource) -> Result:
+    M = ImageDedupMetrics
     return funnel_check(
-        metrics, "image_dedup", context.partition_key, "images_in", "images_kept", "images_removed"
+        metrics,
+        Asset.IMAGE_DEDUP,
+        context.partition_key,
+        M.IMAGES_IN,
+        M.IMAGES_KEPT,
+        M.IMAGES_REMOVED,
     )
 
 
 @shard_check(
-    "sentence_dedup",
+    Asset.SENTENCE_DEDUP,
     "unique_sentence_survivors",
     "No sentence id survives twice across all shards.",
 )
 def unique_sentence_survivors(
     context: dg.AssetCheckExecutionContext, storage: StorageResource
 ) -> Result:
-    return _no_duplicate_survivors(storage, "sentence_dedup", "sentence_id")
+    return _no_duplicate_survivors(storage, Asset.SENTENCE_DEDUP, "sentence_id")
 
 
 @shard_check(
-    "sentence_dedup",
+    Asset.SENTENCE_DEDUP,
     "sentence_dedup_funnel",
     "Semantic + redundancy filters keep something; counts add up.",
 )
 def sentence_dedup_funnel(
     context: dg.AssetCheckExecutionContext, metrics: MetricsResource
 ) -> Result:
+    M = SentenceDedupMetrics
     return funnel_check(
         metrics,
-        "sentence_dedup",
+        Asset.SENTENCE_DEDUP,
         context.partition_key,
-        "sentences_in",
-        "sentences_kept",
-        "sentences_removed",
+        M.SENTENCES_IN,
+        M.SENTENCES_KEPT,
+        M.SENTENCES_REMOVED,
     )

@@ -3,15 +3,16 @@
 import dagster as dg
 
 from realsyn_assets.assets._checks import Result, funnel_check, shard_check
-from realsyn_assets.assets._common import stage_metadata
+from realsyn_assets.assets._common import rejection_counts, stage_metadata
 from realsyn_assets.core.ingest.documents import read_shard
 from realsyn_assets.core.io import write_table
+from realsyn_assets.names import Asset, Group, RawDocumentsMetrics
 from realsyn_assets.partitions import shard_partitions
 from realsyn_assets.resources import MetricsResource, StorageResource
 
 
 @dg.asset(
-    group_name="ingest",
+    group_name=Group.INGEST,
     partitions_def=shard_partitions,
     description="Normalised interleaved documents of one shard (OBELICS / MMC4 / demo layout): "
     "one row per text block or image slot in page order; malformed documents are rejected with "
@@ -24,38 +25,33 @@ def raw_documents(
     shard = home.shard(context.partition_key)
     context.log.info(f"reading shard {shard.key} from {shard.path}")
     tables = read_shard(shard.path, shard.format)
-    out = write_table(tables.items, home.partition_file("raw_documents", shard.key))
+    out = write_table(tables.items, home.partition_file(Asset.RAW_DOCUMENTS, shard.key))
     write_table(
-        tables.rejections, home.partition_file("raw_documents", shard.key, ".rejected.parquet")
+        tables.rejections,
+        home.partition_file(Asset.RAW_DOCUMENTS, shard.key, ".rejected.parquet"),
     )
-    kinds = tables.items.column("kind").to_pylist()
-    reasons: dict[str, int] = {}
-    for reason in tables.rejections.column("reason").to_pylist():
-        reasons[reason] = reasons.get(reason, 0) + 1
     if tables.rejections.num_rows:
         first = tables.rejections.slice(0, 3).to_pylist()
         context.log.warning(f"{tables.rejections.num_rows} malformed documents, e.g. {first}")
+    kinds = tables.items.column("kind").to_pylist()
+    M = RawDocumentsMetrics
     counts = {
-        "documents_in": tables.documents_read,
-        "documents_kept": tables.documents_kept,
-        "documents_rejected": tables.rejections.num_rows,
-        "text_blocks": kinds.count("text"),
-        "image_slots": kinds.count("image"),
+        M.DOCUMENTS_IN: tables.documents_read,
+        M.DOCUMENTS_KEPT: tables.documents_kept,
+        M.DOCUMENTS_REJECTED: tables.rejections.num_rows,
+        M.TEXT_BLOCKS: kinds.count("text"),
+        M.IMAGE_SLOTS: kinds.count("image"),
     }
+    reasons = rejection_counts(tables.rejections.column("reason").to_pylist())
     return dg.MaterializeResult(
         metadata=stage_metadata(
-            metrics, "raw_documents", shard.key, counts, reasons, tables.items, out
+            metrics, Asset.RAW_DOCUMENTS, shard.key, counts, reasons, tables.items, out
         )
     )
 
 
-@shard_check("raw_documents", "documents_parsed", "Most documents parse; none silently lost.")
+@shard_check(Asset.RAW_DOCUMENTS, "documents_parsed", "Most documents parse; none silently lost.")
 def documents_parsed(context: dg.AssetCheckExecutionContext, metrics: MetricsResource) -> Result:
-    return funnel_check(
-        metrics,
-        "raw_documents",
-        context.partition_key,
-        "documents_in",
-        "documents_kept",
-        "documents_rejected",
-    )
+    M = RawDocumentsMetrics
+    funnel = (M.DOCUMENTS_IN, M.DOCUMENTS_KEPT, M.DOCUMENTS_REJECTED)
+    return funnel_check(metrics, Asset.RAW_DOCUMENTS, context.partition_key, *funnel)

@@ -30,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from realsyn_assets.core.embedding.encoder import Encoder, EncoderSpec, load_rgb, torch_threads
+from realsyn_assets.core.embedding.encoder import Encoder, EncoderSpec
+from realsyn_assets.core.embedding.images import load_rgb
+from realsyn_assets.core.embedding.runtime import torch_threads
 
 
 def build_parser() -> argparse.ArgumentParser:

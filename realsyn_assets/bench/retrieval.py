@@ -39,16 +39,15 @@ from typing import Any
 import numpy as np
 
 from realsyn_assets.bench.synthetic import ClipLikeSpec, generate, stats
-from realsyn_assets.core.retrieval.kmeans import SENTENCES_PER_CLUSTER, assign, train_kmeans
-from realsyn_assets.core.retrieval.search import (
+from realsyn_assets.core.evaluation import recall_against_exact
+from realsyn_assets.core.retrieval.calibration import calibrate_probe_margin
+from realsyn_assets.core.retrieval.index import (
     RetrievalResult,
     build_cluster_index,
-    calibrate_probe_margin,
-    recall_at_k,
-    retrieve_exact,
-    retrieve_hierarchical,
     sort_by_cluster,
 )
+from realsyn_assets.core.retrieval.kmeans import SENTENCES_PER_CLUSTER, assign, train_kmeans
+from realsyn_assets.core.retrieval.search import retrieve_exact, retrieve_hierarchical
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,7 +245,7 @@ def bench_lancedb(
 
                     def evaluate(nprobes: int, kind=kind, n_part=n_part, refine=refine) -> float:
                         res, sec = _timed(lambda: _lance_search(table, sub_q, k, nprobes, refine))
-                        rec = recall_at_k(res, sub_exact)
+                        rec = recall_against_exact(res, sub_exact)
                         sweep.append(
                             {
                                 "index": kind,
@@ -282,7 +281,7 @@ def bench_lancedb(
         build(kind, n_part)
         for _ in range(4):
             res, full_s = _timed(lambda p=nprobes: _lance_search(table, queries, k, p, refine))
-            rec = recall_at_k(res, exact)
+            rec = recall_against_exact(res, exact)
             if rec >= target or nprobes >= n_part or not reaching:
                 break
             nprobes += 1
@@ -354,7 +353,7 @@ def run_size(n_sentences: int, args: argparse.Namespace) -> dict:
 
     # Paper: one cluster per image.
     h1, h1_s = _timed(lambda: hierarchical(n_probe=1))
-    rec1 = recall_at_k(sub(h1), exact)
+    rec1 = recall_against_exact(sub(h1), exact)
 
     # Adaptive probing, margin calibrated on separate images.
     cal, calibrate_s = _timed(
@@ -363,7 +362,7 @@ def run_size(n_sentences: int, args: argparse.Namespace) -> dict:
         )
     )
     ha, ha_s = _timed(lambda: hierarchical(probe_margin=cal.margin, max_probe=args.max_probe))
-    reca = recall_at_k(sub(ha), exact)
+    reca = recall_against_exact(sub(ha), exact)
 
     out: dict[str, Any] = {
         "sentences": int(n_sentences),

@@ -9,8 +9,12 @@ Similarities are computed in row chunks so 5k images x 25k texts does not need a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from realsyn_assets.core.retrieval.index import RetrievalResult
 
 _CHUNK = 1024
 
@@ -111,3 +115,22 @@ def chance_recall_t2i(n_images: int, k: int) -> float:
     if n_images <= 0:
         raise ValueError("n_images must be positive")
     return float(min(1.0, k / n_images))
+
+
+def recall_against_exact(approx: RetrievalResult, exact: RetrievalResult) -> float:
+    """Share of the exact top-k that an approximate (e.g. cluster-first) search found.
+
+    Mean over images of `|approx ∩ exact| / |valid exact|` (padding ignored). Images for which the
+    exact result has no valid sentence are skipped; 1.0 if none remain.
+    """
+    a, e = approx.indices, exact.indices
+    if a.shape[0] != e.shape[0]:
+        raise ValueError("results cover different numbers of images")
+    valid_e = e >= 0
+    n_valid = valid_e.sum(axis=1)
+    keep = n_valid > 0
+    if not keep.any():
+        return 1.0
+    hit = (a[:, :, None] == e[:, None, :]) & (a[:, :, None] >= 0) & valid_e[:, None, :]
+    hits = hit.any(axis=1).sum(axis=1)
+    return float(np.mean(hits[keep] / n_valid[keep]))

@@ -12,6 +12,9 @@ import unicodedata
 
 _SPACE = re.compile(r"\s+")
 
+# Rejection reason of an image or sentence whose id already occurred earlier in the same shard.
+DUPLICATE_IN_SHARD = "duplicate_in_shard"
+
 
 def _digest(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()[:16]

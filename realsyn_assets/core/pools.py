@@ -3,9 +3,9 @@
 Forking a parent that already runs threads (torch, faiss, Dagster) can deadlock, so workers come
 from a fork server where the platform has one (spawn elsewhere). The fork server is a single
 process per interpreter whose preload list only counts before it starts, so every pool must ask
-for the same list: the stage modules (numpy and Pillow behind `core.images`, nupunkt behind
-`core.sentences`). Workers forked from it start with them loaded: pool start drops from ~0.35 s
-to 0.04-0.06 s per call (`realsyn bench extract`).
+for the same list: the stage modules (numpy and Pillow behind `core.images.extract`, nupunkt
+behind `core.text.sentences`). Workers forked from it start with them loaded, so a pool starts in
+a fraction of the time re-importing them would take (`realsyn bench extract` reports it).
 """
 
 from __future__ import annotations

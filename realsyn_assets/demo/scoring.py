@@ -11,8 +11,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from realsyn_assets.core.retrieval.search import retrieve_exact
+from realsyn_assets.core.embedding.bootstrap.pairs import nearest_sentence_ids
+from realsyn_assets.core.embedding.bootstrap.run import BootstrapRun
+from realsyn_assets.core.ids import sentence_id
+from realsyn_assets.core.retrieval.search import retrieve_exact, retrieve_in_document
 from realsyn_assets.core.training.clip import TrainSample
+from realsyn_assets.names import RetrievedTextsMetrics
 
 
 def retrieval_precision(
@@ -108,3 +112,73 @@ def top1_precision(
         truth.describes,
         lambda i: truth.image_concept(i) is not None,
     )
+
+
+def retrieved_texts_precision(
+    retrieved: pa.Table,
+    image_vecs: np.ndarray,
+    members: pa.Table,
+    sentence_vecs: np.ndarray,
+    k: int,
+    describes: Callable[[str, str], bool],
+    has_concept: Callable[[str], bool],
+) -> dict[str, float]:
+    """One shard of `retrieved_texts` against the ground truth: the fraction of retrieved texts
+    that describe the image's content (per rank and over all ranks), next to the text1 figure of
+    in-document (MMC4-style) assignment, and how many labelled images were scored (the weight of
+    this shard in the corpus figure)."""
+    ids = retrieved.column("image_id").to_pylist()
+    texts = list(
+        zip(*(retrieved.column(f"text{j + 1}_id").to_pylist() for j in range(k)), strict=True)
+    )
+    ours = retrieval_precision(ids, texts, describes, has_concept)
+    in_doc = retrieve_in_document(
+        retrieved.column("doc_id").to_pylist(),
+        image_vecs,
+        members.column("doc_id").to_pylist(),
+        np.asarray(sentence_vecs),
+        k=1,
+    )
+    sentence_ids = members.column("sentence_id").to_pylist()
+    baseline = retrieval_precision(
+        ids,
+        [[sentence_ids[i] if i >= 0 else None] for i in in_doc.indices[:, 0]],
+        describes,
+        has_concept,
+    )
+    names = RetrievedTextsMetrics
+    scores = {
+        f"{names.GT_PREFIX}{name}": float(v)
+        for name, v in ours.items()
+        if name.startswith("precision")
+    }
+    scores[names.GT_IN_DOCUMENT_PRECISION_TEXT1] = float(baseline.get("precision_text1", 0.0))
+    scores[names.GT_IMAGES_SCORED] = int(ours.get("images_scored", 0))
+    return scores
+
+
+def bootstrap_baselines(truth, run: BootstrapRun, images: pa.Table) -> dict[str, float]:
+    """Ground truth for what the bootstrap encoder is compared with and trained on.
+
+    ``precision_*``: the in-document nearest sentence of each evaluated image (no model);
+    ``round{r}_label_precision``: the share of round r's training texts that describe their image.
+    """
+
+    def labelled(image_id: str) -> bool:
+        return truth.image_concept(image_id) is not None
+
+    rows = run.eval_rows
+    scores = retrieval_precision(
+        [r["image_id"] for r in rows],
+        nearest_sentence_ids(run.samples, [r["path"] for r in rows]),
+        truth.describes,
+        labelled,
+    )
+    id_of = dict(
+        zip(images.column("path").to_pylist(), images.column("image_id").to_pylist(), strict=True)
+    )
+    for r, result in enumerate(run.results, start=1):
+        scores[f"round{r}_label_precision"] = label_precision(
+            result.pairs, id_of.__getitem__, truth.describes, labelled, sentence_id
+        )
+    return scores

@@ -1,7 +1,8 @@
-"""Dagster resources: storage root, DuckDB metrics, LanceDB vectors, encoder, text generator."""
+"""Dagster resources: the home folder, storage, DuckDB metrics, LanceDB vectors, encoder, generator."""
 
 from realsyn_assets.resources.encoder import EncoderResource
 from realsyn_assets.resources.generator import GeneratorResource
+from realsyn_assets.resources.home_resource import HomeResource
 from realsyn_assets.resources.metrics import MetricsResource
 from realsyn_assets.resources.storage import StorageResource
 from realsyn_assets.resources.vectors import VectorStoreResource
@@ -9,6 +10,7 @@ from realsyn_assets.resources.vectors import VectorStoreResource
 __all__ = [
     "EncoderResource",
     "GeneratorResource",
+    "HomeResource",
     "MetricsResource",
     "StorageResource",
     "VectorStoreResource",

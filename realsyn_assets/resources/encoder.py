@@ -1,11 +1,13 @@
 """The image/text encoder (open_clip) as a resource; heavy imports happen on first use."""
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import dagster as dg
+from pydantic import Field
 
+from realsyn_assets.names import Asset
 from realsyn_assets.resources.home import Home
+from realsyn_assets.resources.home_resource import HomeBasedResource
 
 # One loaded model per (spec, weights file state) per process: assets in one run share it, and a
 # retrained bootstrap checkpoint (new mtime) is picked up.
@@ -13,20 +15,20 @@ _LOADED: dict[tuple, Any] = {}
 
 
 def bootstrap_checkpoint(home: Home) -> Path:
-    return home.asset_dir("bootstrap_encoder") / "checkpoint.pt"
+    return home.asset_dir(Asset.BOOTSTRAP_ENCODER) / "checkpoint.pt"
 
 
 def bootstrap_model_name(home: Home, default: str) -> str:
     """The open_clip config the bootstrap checkpoint was trained with (sidecar encoder.json)."""
     import json
 
-    sidecar = home.asset_dir("bootstrap_encoder") / "encoder.json"
+    sidecar = home.asset_dir(Asset.BOOTSTRAP_ENCODER) / "encoder.json"
     return (
         json.loads(sidecar.read_text()).get("model_name", default) if sidecar.exists() else default
     )
 
 
-class EncoderResource(dg.ConfigurableResource):
+class EncoderResource(HomeBasedResource):
     """open_clip encoder: any model name + pretrained tag, or a local checkpoint.
 
     Resolution order: `checkpoint` > `pretrained` (hub download, only when asked) > the
@@ -35,15 +37,33 @@ class EncoderResource(dg.ConfigurableResource):
     (model_name="EVA02-E-14-plus", pretrained="laion2b_s9b_b144k").
     """
 
-    home: str = ""
-    model_name: str = "realsyn-tiny"
-    pretrained: str = ""
-    checkpoint: str = ""
-    use_bootstrap: bool = True
-    device: str = "auto"
-    precision: str = "fp32"
-    batch_size: int = 64
-    num_workers: int = 0
+    model_name: str = Field(
+        "realsyn-tiny",
+        description="open_clip model config: ours (realsyn-tiny, realsyn-conv-minilm, "
+        "realsyn-plaincnn-minilm) or open_clip's (ViT-B-32, EVA02-E-14-plus, ...).",
+    )
+    pretrained: str = Field(
+        "", description="open_clip pretrained tag, downloaded from the hub; empty = none."
+    )
+    checkpoint: str = Field(
+        "", description="Local weights file; wins over every other source. Empty = none."
+    )
+    use_bootstrap: bool = Field(
+        True,
+        description="Use the bootstrap_encoder asset's checkpoint when it exists and neither "
+        "checkpoint nor pretrained is set.",
+    )
+    device: str = Field(
+        "auto",
+        description='Torch device: "auto" (cuda if available, else cpu), "cpu", "cuda:0", ...',
+    )
+    precision: Literal["fp32", "fp16", "bf16"] = Field(
+        "fp32", description="Autocast precision on CUDA; CPU always runs fp32."
+    )
+    batch_size: int = Field(64, description="Images or texts per forward pass.")
+    num_workers: int = Field(
+        0, description="DataLoader processes that read and preprocess images; 0 = in process."
+    )
 
     def kind(self) -> str:
         """ "checkpoint" | "pretrained" | "bootstrap" | "random": which weights get() loads."""
@@ -51,7 +71,7 @@ class EncoderResource(dg.ConfigurableResource):
             return "checkpoint"
         if self.pretrained:
             return "pretrained"
-        if self.use_bootstrap and bootstrap_checkpoint(Home(self.home or None)).exists():
+        if self.use_bootstrap and bootstrap_checkpoint(self.layout).exists():
             return "bootstrap"
         return "random"
 
@@ -62,7 +82,7 @@ class EncoderResource(dg.ConfigurableResource):
         checkpoint = self.checkpoint or None
         model_name = self.model_name
         if kind == "bootstrap":
-            home = Home(self.home or None)
+            home = self.layout
             checkpoint = str(bootstrap_checkpoint(home))
             model_name = bootstrap_model_name(home, model_name)
         return EncoderSpec(
@@ -80,7 +100,7 @@ class EncoderResource(dg.ConfigurableResource):
         from realsyn_assets.core.embedding.encoder import Encoder
 
         spec = self.spec()
-        weights_dir = Home(self.home or None).models
+        weights_dir = self.layout.models
         state = None
         if spec.checkpoint and Path(spec.checkpoint).exists():
             stat = Path(spec.checkpoint).stat()

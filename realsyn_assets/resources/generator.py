@@ -1,23 +1,31 @@
 """The synthetic-text generator as a resource: offline (default), OpenAI-compatible server, vLLM."""
 
+from typing import Literal
+
 import dagster as dg
+from pydantic import Field
 
 
 class GeneratorResource(dg.ConfigurableResource):
-    """backend: "offline" (deterministic, CPU), "openai" (any OpenAI-compatible server such as
-    `vllm serve`), or "vllm" (offline batch on GPU; needs the `gpu` extra)."""
+    """The LLM that fuses an image's retrieved texts and tags into one synthetic caption."""
 
-    backend: str = "offline"
-    model: str = ""
-    base_url: str = "http://127.0.0.1:8000/v1"
-    api_key: str = ""
-    max_tokens: int = 96
-    temperature: float = 0.2
-    concurrency: int = 8
-    timeout_s: float = 60.0
+    backend: Literal["offline", "openai", "vllm"] = Field(
+        "offline",
+        description='"offline" (deterministic, CPU), "openai" (any OpenAI-compatible server such '
+        'as `vllm serve`), or "vllm" (offline batch on GPU; needs the `gpu` extra).',
+    )
+    model: str = Field("", description="Model name for the openai and vllm backends.")
+    base_url: str = Field(
+        "http://127.0.0.1:8000/v1", description="OpenAI-compatible server (openai backend)."
+    )
+    api_key: str = Field("", description="API key of that server; empty = none.")
+    max_tokens: int = Field(96, description="Longest generated caption, in tokens.")
+    temperature: float = Field(0.2, description="Sampling temperature.")
+    concurrency: int = Field(8, description="Requests in flight at once (openai backend).")
+    timeout_s: float = Field(60.0, description="Timeout of one request, seconds (openai backend).")
 
     def get(self):
-        from realsyn_assets.core.generation.fusion import make_generator
+        from realsyn_assets.core.generation.clients import make_generator
 
         if self.backend == "offline":
             return make_generator("offline")

@@ -10,9 +10,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
+from pydantic import Field
 
-from realsyn_assets.resources.home import Home, file_lock
+from realsyn_assets.resources.home import file_lock
+from realsyn_assets.resources.home_resource import HomeBasedResource
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS stage_counts (
@@ -26,15 +27,14 @@ CREATE TABLE IF NOT EXISTS rejections (
 """
 
 
-class MetricsResource(dg.ConfigurableResource):
+class MetricsResource(HomeBasedResource):
     """DuckDB metrics store at <home>/metrics.duckdb unless `path` is given."""
 
-    home: str = ""
-    path: str = ""
+    path: str = Field("", description="DuckDB file of the metrics; empty = <home>/metrics.duckdb.")
 
     @property
     def db_path(self) -> Path:
-        return Path(self.path) if self.path else Home(self.home or None).metrics_db
+        return Path(self.path) if self.path else self.layout.metrics_db
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[Any]:

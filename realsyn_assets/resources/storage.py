@@ -1,27 +1,28 @@
-"""The storage root as a Dagster resource."""
+"""The storage root as a Dagster resource: per-shard files of every asset under REALSYN_HOME."""
 
 import os
 from pathlib import Path
 
-import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import Field
 
-from realsyn_assets.resources.home import Home
+from realsyn_assets.resources.home_resource import HomeBasedResource
 
 
-class StorageResource(dg.ConfigurableResource):
-    """REALSYN_HOME: every output path is derived from it (empty = $REALSYN_HOME or ./realsyn_home)."""
+class StorageResource(HomeBasedResource):
+    """Every output path is derived from the home (`layout`); also image download settings."""
 
-    home: str = ""
-    allow_download: bool = False  # fetch http(s) image URLs (bounded by timeout and size)
-    download_timeout_s: float = 10.0
-    max_image_bytes: int = 50 * 2**20
-    workers: int = 0  # processes for image decoding; 0 = number of CPU cores
-
-    @property
-    def layout(self) -> Home:
-        return Home(self.home or None)
+    allow_download: bool = Field(
+        False,
+        description="Fetch http(s) image URLs (bounded by download_timeout_s and max_image_bytes); "
+        "off = only local and inline images.",
+    )
+    download_timeout_s: float = Field(10.0, description="Timeout of one image download, seconds.")
+    max_image_bytes: int = Field(
+        50 * 2**20, description="Largest image file read or downloaded, in bytes."
+    )
+    workers: int = Field(0, description="Processes for image decoding; 0 = number of CPU cores.")
 
     def cpu_workers(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)

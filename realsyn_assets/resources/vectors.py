@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-import dagster as dg
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
-from realsyn_assets.resources.home import Home
+from realsyn_assets.resources.home_resource import HomeBasedResource
 
 
 def vectors_column(vectors: np.ndarray) -> pa.FixedSizeListArray:
@@ -23,15 +23,17 @@ def table_vectors(table: pa.Table, column: str = "vector") -> np.ndarray:
     return col.values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, width)
 
 
-class VectorStoreResource(dg.ConfigurableResource):
+class VectorStoreResource(HomeBasedResource):
     """LanceDB at <home>/lancedb unless `uri` is given (object-store URIs work too)."""
 
-    home: str = ""
-    uri: str = ""
+    uri: str = Field(
+        "",
+        description="LanceDB location (a folder or an object-store URI); empty = <home>/lancedb.",
+    )
 
     @property
     def location(self) -> str:
-        return self.uri or str(Home(self.home or None).lancedb_uri)
+        return self.uri or str(self.layout.lancedb_uri)
 
     def connect(self):
         import lancedb

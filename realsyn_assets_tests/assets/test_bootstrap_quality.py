@@ -9,19 +9,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realsyn_assets.core.embedding.bootstrap import (
-    BootstrapTrainer,
-    RoundPlan,
-    caption_retrieval_benchmark,
-    mine_pairs,
-    run_rounds,
-)
+from realsyn_assets.bench.captions import caption_retrieval_benchmark
+from realsyn_assets.core.embedding.bootstrap.pairs import mine_pairs
+from realsyn_assets.core.embedding.bootstrap.rounds import RoundPlan, run_rounds
+from realsyn_assets.core.embedding.bootstrap.trainer import BootstrapTrainer
 from realsyn_assets.core.training.clip import TrainConfig
 from realsyn_assets.demo.corpus import generate_demo_corpus, load_ground_truth
 from realsyn_assets.demo.scoring import ground_truth_tables, top1_precision
 from realsyn_assets_tests.conftest import SHARED_DATA
 
 FLICKR = SHARED_DATA / "flickr8k_thumbs_dev"
+pytestmark = pytest.mark.slow  # every test here trains a model (about a minute each)
 
 
 @pytest.fixture(scope="module")

@@ -1,33 +1,19 @@
-"""scripts/calibrate_dedup.py: deterministic variants, pHash recall, the JSON it writes."""
+"""`realsyn bench calibrate-dedup`: deterministic variants, pHash recall, the JSON it writes."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from realsyn_assets_tests.conftest import REPO
+from realsyn_assets.bench import calibrate_dedup as cal
+from realsyn_assets_tests.conftest import REPO, SHARED_DATA
 
-SCRIPT = REPO / "scripts" / "calibrate_dedup.py"
-SHARED_DATA = REPO.parent / "shared" / "data"
 COMMITTED = REPO / "calibration" / "dedup_thresholds.json"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("calibrate_dedup", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["calibrate_dedup"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-cal = _load_script()
 
 
 def _photo(seed: int, size: tuple[int, int] = (240, 180)) -> bytes:
@@ -250,3 +236,16 @@ def test_pipeline_default_is_the_committed_calibration():
     from realsyn_assets.assets.dedup import ImageDedupConfig
 
     assert ImageDedupConfig().phash_max_distance == _chosen_threshold()
+
+
+def test_runs_as_realsyn_bench_calibrate_dedup(tmp_path, capsys):
+    from realsyn_assets.cli import main
+
+    data = _fake_data(tmp_path / "data", per_dataset=2)
+    out = tmp_path / "result.json"
+    args = ["bench", "calibrate-dedup", "--data", str(data), "--out", str(out), "--no-semantic"]
+    assert main(args) == 0
+    assert "recommended:" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["command"].startswith("realsyn bench calibrate-dedup --data")
+    assert result["data"]["originals"] == 4

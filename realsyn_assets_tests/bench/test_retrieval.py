@@ -10,18 +10,13 @@ import pytest
 
 from realsyn_assets.bench import retrieval as bench
 from realsyn_assets.bench.synthetic import ClipLikeSpec, generate, stats
-from realsyn_assets.core.retrieval import search as retrieval
+from realsyn_assets.core.evaluation import recall_against_exact
+from realsyn_assets.core.retrieval.calibration import calibrate_probe_margin
+from realsyn_assets.core.retrieval.index import build_cluster_index, sort_by_cluster
 from realsyn_assets.core.retrieval.kmeans import assign, train_kmeans
-from realsyn_assets.core.retrieval.search import (
-    blas_thread_counts,
-    blas_threads,
-    build_cluster_index,
-    calibrate_probe_margin,
-    recall_at_k,
-    retrieve_exact,
-    retrieve_hierarchical,
-    sort_by_cluster,
-)
+from realsyn_assets.core.retrieval.search import retrieve_exact, retrieve_hierarchical
+from realsyn_assets.core.retrieval.threads import blas_thread_counts, blas_threads
+from realsyn_assets.core.retrieval.topk import topk_rows
 
 REQUIRED = (
     "sentences",
@@ -160,11 +155,11 @@ def test_adaptive_probing_recall_at_least_paper_setting(corpus):
     paper = retrieve_hierarchical(imgs, s, cents, index, k=3, n_probe=1)
     zero = retrieve_hierarchical(imgs, s, cents, index, k=3, probe_margin=0.0)
     np.testing.assert_array_equal(zero.indices, paper.indices)  # margin 0 = the paper
-    base = recall_at_k(paper, exact)
+    base = recall_against_exact(paper, exact)
     last = base
     for margin in (0.01, 0.03, 0.1):
         res = retrieve_hierarchical(imgs, s, cents, index, k=3, probe_margin=margin)
-        rec = recall_at_k(res, exact)
+        rec = recall_against_exact(res, exact)
         assert rec >= last  # more margin, superset of clusters, never worse
         last = rec
     assert last > base
@@ -189,13 +184,13 @@ def test_calibration_estimate_is_exact_on_its_sample(corpus):
         assert c.reached and c.recall >= target and c.margin > 0
         assert 1 <= c.mean_probes <= c.max_probe
         res = retrieve_hierarchical(cal, s, cents, index, k=3, probe_margin=c.margin)
-        measured = recall_at_k(res, retrieve_exact(cal, s, k=3))
+        measured = recall_against_exact(res, retrieve_exact(cal, s, k=3))
         assert measured >= c.recall - 1e-9
         assert c.recall_n_probe <= c.recall
     # held-out images: the calibrated margin generalises (within sampling error)
     c = calibrate_probe_margin(cal, s, cents, index, k=3, target_recall=0.95)
     res = retrieve_hierarchical(imgs, s, cents, index, k=3, probe_margin=c.margin)
-    assert recall_at_k(res, exact) >= 0.9
+    assert recall_against_exact(res, exact) >= 0.9
     # an easy target is met by the paper's single cluster: margin 0
     easy = calibrate_probe_margin(cal, s, cents, index, k=3, target_recall=0.0)
     assert easy.margin == 0.0 and easy.mean_probes == 1.0
@@ -266,7 +261,7 @@ def test_argmax_topk_matches_reference_with_ties_and_leaves_input_alone():
         scores = rng.integers(0, 4, (b, m)).astype(np.float32)  # heavy ties
         ids = np.sort(rng.choice(10_000, m, replace=False)).astype(np.int64)
         keep = scores.copy()
-        got_i, got_s = retrieval._topk_rows(scores, ids, k)
+        got_i, got_s = topk_rows(scores, ids, k)
         np.testing.assert_array_equal(scores, keep)
         for r in range(b):
             order = np.lexsort((ids, -scores[r]))[:k]
@@ -274,5 +269,5 @@ def test_argmax_topk_matches_reference_with_ties_and_leaves_input_alone():
             np.testing.assert_array_equal(got_s[r], scores[r, order])
     ro = np.arange(12, dtype=np.float32).reshape(2, 6)
     ro.setflags(write=False)  # read-only input takes a copy
-    top_i, _ = retrieval._topk_rows(ro, np.arange(6), 2)
+    top_i, _ = topk_rows(ro, np.arange(6), 2)
     np.testing.assert_array_equal(top_i, [[5, 4], [5, 4]])

@@ -116,6 +116,26 @@ def test_chance_recall_hand_values():
         chance_recall(0, 1, 1)
 
 
+def test_i2t_recall_is_an_own_text_among_the_exact_top_k():
+    """The caption benchmark's reading of i2t R@k: one of the image's own texts is among its k
+    nearest texts (exact search)."""
+    from realsyn_assets.core.retrieval.search import retrieve_exact
+
+    rng = np.random.default_rng(7)
+    n, m = 60, 5
+    owner = np.repeat(np.arange(n), m)
+    images = rng.normal(size=(n, 16)).astype(np.float32)
+    texts = rng.normal(size=(n * m, 16)).astype(np.float32) + 0.8 * images[owner]
+    images /= np.linalg.norm(images, axis=1, keepdims=True)
+    texts /= np.linalg.norm(texts, axis=1, keepdims=True)
+    recall = retrieval_recall(images, texts, owner, ks=(1, 5, 10))
+    for k in (1, 5, 10):
+        top = retrieve_exact(images, texts, k=k).indices
+        own = (owner[top] == np.arange(n)[:, None]).any(axis=1)
+        assert recall[f"i2t_R@{k}"] == float(own.mean())
+    assert 0.0 < recall["i2t_R@1"] < recall["i2t_R@10"] < 1.0  # a non-trivial case
+
+
 def test_zero_shot_accuracy():
     classes = np.eye(3, dtype=np.float32)
     images = np.array([[1, 0.1, 0], [0.2, 0.9, 0], [0, 1, 0.5], [0.1, 0, 0.8]], dtype=np.float32)

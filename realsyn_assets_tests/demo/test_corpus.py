@@ -18,15 +18,17 @@ from PIL import Image, ImageFile
 
 from realsyn_assets.core import ids
 from realsyn_assets.demo.corpus import (
+    DemoCorpus,
+    GroundTruth,
+    generate_demo_corpus,
+    load_ground_truth,
+)
+from realsyn_assets.demo.vocabulary import (
     ACTION_VERB_FORMS,
     BOILERPLATE,
     CONCEPTS,
     IMAGE_NOISE_CLASSES,
     SENTENCE_NOISE_CLASSES,
-    DemoCorpus,
-    GroundTruth,
-    generate_demo_corpus,
-    load_ground_truth,
     noise_class,
 )
 

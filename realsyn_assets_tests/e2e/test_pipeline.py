@@ -106,12 +106,14 @@ def test_report_precision_equals_scoring_every_retrieved_text1(demo_home):
         for r in rows
         if truth.image_concept(r["image_id"]) is not None
     ]
+    from realsyn_assets.names import RetrievedTextsMetrics as M
+
     report = json.loads((demo_home / "data" / "quality_report" / "report.json").read_text())
     precision = report["retrieval_precision"]
-    assert precision["gt_images_scored"] == len(hits) > 50
-    assert precision["gt_precision_text1"] == pytest.approx(sum(hits) / len(hits))
+    assert precision[M.GT_IMAGES_SCORED] == len(hits) > 50
+    assert precision[M.GT_PRECISION_TEXT1] == pytest.approx(sum(hits) / len(hits))
     markdown = (demo_home / "data" / "quality_report" / "report.md").read_text()
-    assert f"| text1 | {precision['gt_precision_text1']:.3f} |" in markdown
+    assert f"| text1 | {precision[M.GT_PRECISION_TEXT1]:.3f} |" in markdown
 
 
 def test_retrieved_texts_are_distinct_sentences_with_lineage(demo_home):
@@ -189,21 +191,27 @@ def _stage_counts(demo_home, stage: str) -> dict[str, float]:
 
 
 def test_bootstrap_encoder_lowers_loss_and_beats_random_weights(demo_home):
-    counts = _stage_counts(demo_home, "bootstrap_encoder")
-    assert counts["loss_last"] < counts["loss_first"]
-    assert counts["random_precision_text1"] <= 0.1
-    assert counts["bootstrap_precision_text1"] >= counts["random_precision_text1"] + 0.15
+    from realsyn_assets.names import Asset
+    from realsyn_assets.names import BootstrapEncoderMetrics as M
+
+    counts = _stage_counts(demo_home, Asset.BOOTSTRAP_ENCODER)
+    assert counts[M.LOSS_LAST] < counts[M.LOSS_FIRST]
+    assert counts[M.RANDOM_PRECISION_TEXT1] <= 0.1
+    assert counts[M.BOOTSTRAP_PRECISION_TEXT1] >= counts[M.RANDOM_PRECISION_TEXT1] + 0.15
     # the embeddings were computed with the bootstrap checkpoint
     stdout = (demo_home / "demo_stdout.txt").read_text()
     assert "bootstrap_encoder" in stdout
 
 
 def test_hierarchical_retrieval_matches_exact_on_the_demo(demo_home):
+    from realsyn_assets.names import Asset, RetrievedTextsMetrics
+
     con = duckdb.connect(str(demo_home / "metrics.duckdb"), read_only=True)
     recalls = [
         v
         for (v,) in con.execute(
-            "SELECT value FROM stage_counts WHERE stage='retrieved_texts' AND metric='recall_at_3_vs_exact'"
+            "SELECT value FROM stage_counts WHERE stage=? AND metric=?",
+            [Asset.RETRIEVED_TEXTS, RetrievedTextsMetrics.RECALL_AT_3_VS_EXACT],
         ).fetchall()
     ]
     con.close()

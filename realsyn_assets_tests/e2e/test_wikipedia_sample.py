@@ -5,6 +5,15 @@ from __future__ import annotations
 import duckdb
 import pytest
 
+from realsyn_assets.core.ids import DUPLICATE_IN_SHARD
+from realsyn_assets.core.text.cat import REJECT_NO_ACTION
+from realsyn_assets.core.text.sentences import REJECT_TOO_SHORT
+from realsyn_assets.names import (
+    Asset,
+    ExtractedImagesMetrics,
+    ExtractedSentencesMetrics,
+    RawDocumentsMetrics,
+)
 from realsyn_assets_tests.conftest import SHARED_DATA
 
 WIKI = SHARED_DATA / "wikipedia_raycharles_interleaved" / "docs.jsonl"
@@ -38,20 +47,21 @@ def test_wikipedia_shard_counts_are_plausible(tmp_path, monkeypatch):
     }
     con.close()
     # README of the sample: 124 documents, 123 image slots, 108 unique files (15 slots reuse one)
-    assert counts[("raw_documents", "documents_kept")] == 124
-    assert counts[("raw_documents", "image_slots")] == 123
-    assert reasons[("extracted_images", "duplicate_in_shard")] == 15
+    docs, images, sentences = RawDocumentsMetrics, ExtractedImagesMetrics, ExtractedSentencesMetrics
+    assert counts[(Asset.RAW_DOCUMENTS, docs.DOCUMENTS_KEPT)] == 124
+    assert counts[(Asset.RAW_DOCUMENTS, docs.IMAGE_SLOTS)] == 123
+    assert reasons[(Asset.EXTRACTED_IMAGES, DUPLICATE_IN_SHARD)] == 15
     # median shorter side is 220 px, so most unique images pass the size/aspect filter
-    assert 80 <= counts[("extracted_images", "images_kept")] <= 108
+    assert 80 <= counts[(Asset.EXTRACTED_IMAGES, images.IMAGES_KEPT)] <= 108
     # 3,936 text blocks, 77.6k words: thousands of sentences, many kept
-    assert counts[("extracted_sentences", "text_blocks")] == 3936
-    assert 3000 <= counts[("extracted_sentences", "sentences_in")] <= 8000
-    kept = counts[("extracted_sentences", "sentences_kept")]
-    assert 0.35 * counts[("extracted_sentences", "sentences_in")] <= kept
+    assert counts[(Asset.EXTRACTED_SENTENCES, sentences.TEXT_BLOCKS)] == 3936
+    assert 3000 <= counts[(Asset.EXTRACTED_SENTENCES, sentences.SENTENCES_IN)] <= 8000
+    kept = counts[(Asset.EXTRACTED_SENTENCES, sentences.SENTENCES_KEPT)]
+    assert 0.35 * counts[(Asset.EXTRACTED_SENTENCES, sentences.SENTENCES_IN)] <= kept
     # headings, credits and "References" lines are the noise this sample is known for: the
     # length rule and the CAT filter (no action) remove them
-    assert reasons[("extracted_sentences", "too_short")] > 100
-    assert reasons[("extracted_sentences", "no_action")] > 100
+    assert reasons[(Asset.EXTRACTED_SENTENCES, REJECT_TOO_SHORT)] > 100
+    assert reasons[(Asset.EXTRACTED_SENTENCES, REJECT_NO_ACTION)] > 100
     # the semantic stage keeps about the paper's share (1.16 / 1.82 = 64%), calibrated
     semantic = counts[("sentence_dedup", "after_semantic_filter")]
     assert 0.55 * kept <= semantic <= 0.72 * kept

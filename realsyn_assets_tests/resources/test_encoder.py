@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 
 from realsyn_assets.core.embedding.encoder import Encoder, EncoderSpec, ensure_local_weights
-from realsyn_assets.resources import EncoderResource
+from realsyn_assets.resources import EncoderResource, HomeResource
 from realsyn_assets.resources.encoder import bootstrap_checkpoint
 from realsyn_assets.resources.home import Home
 
 
 def test_resolution_order(tmp_path):
     home = Home(tmp_path / "home")
-    resource = EncoderResource(home=str(home.root))
+    home_resource = HomeResource(path=str(home.root))
+    resource = EncoderResource(home=home_resource)
     assert resource.kind() == "random"
     assert resource.get().source.startswith("local-random")
 
@@ -28,16 +29,16 @@ def test_resolution_order(tmp_path):
     # a configured checkpoint always wins over the bootstrap one
     other = tmp_path / "configured.pt"
     ensure_local_weights("realsyn-tiny", other, seed=11)
-    configured = EncoderResource(home=str(home.root), checkpoint=str(other))
+    configured = EncoderResource(home=home_resource, checkpoint=str(other))
     assert configured.kind() == "checkpoint"
     assert str(other) in configured.get().source
     assert configured.get().identity != boot.identity
 
     # and the bootstrap can be switched off
-    assert EncoderResource(home=str(home.root), use_bootstrap=False).kind() == "random"
+    assert EncoderResource(home=home_resource, use_bootstrap=False).kind() == "random"
     # a configured pretrained tag wins too (not loaded here: it would download)
     assert (
-        EncoderResource(home=str(home.root), pretrained="laion2b_s34b_b79k").kind() == "pretrained"
+        EncoderResource(home=home_resource, pretrained="laion2b_s34b_b79k").kind() == "pretrained"
     )
 
 
@@ -46,7 +47,7 @@ def test_retrained_bootstrap_is_reloaded(tmp_path):
     ckpt = bootstrap_checkpoint(home)
     ckpt.parent.mkdir(parents=True)
     ensure_local_weights("realsyn-tiny", ckpt, seed=1)
-    resource = EncoderResource(home=str(home.root))
+    resource = EncoderResource(home=HomeResource(path=str(home.root)))
     first = resource.get().identity
     ckpt.unlink()
     ensure_local_weights("realsyn-tiny", ckpt, seed=2)

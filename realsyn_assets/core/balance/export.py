@@ -3,19 +3,19 @@
 The released dataset (HF card) is parquet with `raw_image_url, text1, text2, text3, syn_text`;
 its notebook reads WebDataset shards where `txt` = text1 and `json` holds text2/text3/syn_text.
 We write the same layout, plus our lineage columns, so tools written for the release work here.
-Every write is atomic (temp file in the same folder, then `os.replace`) and byte-deterministic.
+Every write goes through `core.io` (atomic) and is byte-deterministic. The subset's parquet file
+is written with `core.io.write_table`.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import math
-import os
 import re
 import tarfile
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -23,7 +23,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+
+from realsyn_assets.core.io import atomic_path, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,6 @@ __all__ = [
     "PAPER_CAPS",
     "REALSYN_COLUMNS",
     "write_data_card",
-    "write_parquet_atomic",
     "write_webdataset",
 ]
 
@@ -65,25 +65,6 @@ for _k in (1, 2, 3):
 _SHARD_NAME = re.compile(r"^(\d{5})\.tar$")
 _SHARD_TMP = re.compile(r"^\.\d{5}\.tar\..*\.tmp$")  # leftovers of a killed run
 _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def _atomic_target(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp)
-
-
-def write_parquet_atomic(table: pa.Table, path: Path | str) -> Path:
-    """Write a parquet file so that readers see either the old file or the complete new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_target(path)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,6 +155,12 @@ def _samples(
             )
 
 
+def _batches(items: Iterator, size: int) -> Iterator[Iterator]:
+    """Consecutive runs of `size` items (the last one shorter), streamed: never held in memory."""
+    for first in items:
+        yield itertools.chain([first], itertools.islice(items, size - 1))
+
+
 def write_webdataset(
     rows: pa.Table,
     out_dir: Path | str,
@@ -209,37 +196,16 @@ def write_webdataset(
     }
 
     shards: list[Path] = []
-    tar: tarfile.TarFile | None = None
-    tmp: Path | None = None
-    in_shard = 0
-
-    def close_shard() -> None:
-        nonlocal tar, tmp
-        if tar is None or tmp is None:
-            return
-        tar.close()
-        os.replace(tmp, shards[-1])
-        tar, tmp = None, None
-
-    try:
-        for key, members in _samples(rows, image_path_column, root, counts):
-            if tar is None:
-                shards.append(out / f"{len(shards):05d}.tar")
-                tmp = _atomic_target(shards[-1])
-                tar = tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT)
-                in_shard = 0
-            for ext in sorted(members):
-                _add_member(tar, f"{key}.{ext}", members[ext])
-            counts["written"] += 1
-            in_shard += 1
-            if in_shard >= samples_per_shard:
-                close_shard()
-        close_shard()
-    finally:
-        if tar is not None:
-            tar.close()
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
+    for batch in _batches(_samples(rows, image_path_column, root, counts), samples_per_shard):
+        shards.append(out / f"{len(shards):05d}.tar")
+        with (
+            atomic_path(shards[-1]) as tmp,
+            tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar,
+        ):
+            for key, members in batch:
+                for ext in sorted(members):
+                    _add_member(tar, f"{key}.{ext}", members[ext])
+                counts["written"] += 1
 
     keep = {p.name for p in shards}
     for stale in out.iterdir():
@@ -389,11 +355,5 @@ def write_data_card(
         "redistribution. The RealSyn release itself is MIT-licensed metadata (URLs and texts).",
         "",
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_target(path)
-    try:
-        tmp.write_text("\n".join(lines), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_bytes(path, "\n".join(lines).encode("utf-8"))
     return path

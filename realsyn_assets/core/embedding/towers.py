@@ -1,12 +1,11 @@
 """Small image towers for the bootstrap encoder, registered with timm so open_clip can build them.
 
-Why a plain CNN: the bootstrap encoder learns from a few hundred images. Trained *supervised* on
-the demo corpus's shape labels (455 training images, 6 shapes, same augmentation, 60 epochs),
-open_clip's ModifiedResNet (width 16) and timm's resnet10t reach 0.74 / 0.76 held-out shape
-accuracy; this tower (width 16) reaches 0.98 on the same split. Our reading: their stride-4
-stems blur the outline of a 10-pixel object before a feature can describe it, while here the
-first convolutions see full resolution, and the global max pool answers "is there such a shape
-anywhere", which does not depend on how many objects there are or where they are.
+Why a plain CNN: the bootstrap encoder learns from a few hundred images of small objects.
+Towers with a stride-4 stem (open_clip's ModifiedResNet, timm's ResNets) blur the outline of a
+10-pixel object before a feature can describe it; here the first convolutions see full
+resolution, and the global max pool answers "is there such a shape anywhere", which does not
+depend on how many objects there are or where they are. docs/bootstrap-encoder.md compares the
+towers.
 
 open_clip builds any timm model named in ``vision_cfg.timm_model_name`` (``TimmModel``), so
 the tower is registered with timm's public ``register_model`` and the model config stays a
@@ -106,7 +105,7 @@ class PlainConvNet(nn.Module):
 
 # name -> (width, depths); the pool is chosen by open_clip's ``timm_pool`` (default "max").
 TOWERS: dict[str, tuple[int, tuple[int, ...]]] = {
-    "realsyn_plaincnn_w16": (16, (2, 2, 2, 1)),  # width 24 was no better on the demo (0.81)
+    "realsyn_plaincnn_w16": (16, (2, 2, 2, 1)),
 }
 
 

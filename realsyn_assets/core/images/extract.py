@@ -24,20 +24,17 @@ pHash: our numpy implementation reproduces ``imagehash.phash`` (same Lanczos 32x
 resize, type-II DCT, top-left 8x8 block including the DC term, threshold ``> median``, same bit
 order), so hashes are interchangeable with the de-facto standard library. The DC coefficient is
 kept (rather than dropped) precisely for that compatibility; it is nearly always 1 and so costs
-no discrimination between images. Measured on this project's 2-core dev box, 50 images: our
-hash is bit-identical to ``imagehash.phash`` (0 differing bits), 0.70 vs 0.70 ms at ~256 px and
-1.16 vs 1.49 ms at 512x384 — both dominated by the PIL greyscale + Lanczos resize; the DCT here is
-two tiny matrix products with a precomputed 8x32 basis, so we need neither scipy nor imagehash.
+no discrimination between images. The DCT is two tiny matrix products with a precomputed 8x32
+basis (the PIL greyscale + Lanczos resize dominates the cost), so neither scipy nor imagehash is
+needed.
 
-Throughput (same box, one core): ~15 ms per 640x480 JPEG (decode, resize, JPEG encode, hash);
-a 4000x3000 JPEG takes ~80 ms thanks to draft decoding (full decode + resize alone: ~230 ms).
+Large JPEGs are decoded in draft mode (DCT-domain downscaling) straight to about twice the output
+size, which makes them several times cheaper to normalise than a full decode + resize.
 """
 
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -188,16 +185,16 @@ def _output_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _write_jpeg_atomic(img: Image.Image, path: Path, quality: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            img.save(fh, format="JPEG", quality=quality)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _save_jpeg(img: Image.Image, path: Path, quality: int) -> None:
+    """Write `img` as a JPEG through the one atomic writer.
+
+    `core.io` (and pyarrow with it) is imported here, not at the top: this module is preloaded
+    into the fork server of the worker pools (`core.pools`), which should stay free of pyarrow's
+    background threads."""
+    from realsyn_assets.core.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="JPEG", quality=quality)
 
 
 def _open_checked(
@@ -259,9 +256,9 @@ def process_image(
         target_w, target_h = _output_size(stored_w, stored_h, config.output_max_side)
         if img.format == "JPEG" and (target_w, target_h) != (stored_w, stored_h):
             # DCT-domain downscaling (1/2, 1/4, 1/8) while decoding. We ask for >= 2x the output
-            # size, so the Lanczos resize below still does a >= 2x reduction. Measured: output
-            # vs full decode + resize differs by ~1 grey level (mean abs, tested < 1.5), less
-            # than the q90 JPEG encode itself adds (~1.2-1.6), at 1/3 of the time for 12 Mpx.
+            # size, so the Lanczos resize below still does a >= 2x reduction; the result differs
+            # from a full decode + resize by about one grey level (tested), less than the JPEG
+            # encode itself adds.
             gap = _DRAFT_REDUCING_GAP
             img.draft("RGB", (int(target_w * gap), int(target_h * gap)))
         with warnings.catch_warnings():
@@ -285,7 +282,7 @@ def process_image(
     written: str | None = None
     if output_path is not None:
         path = Path(output_path)
-        _write_jpeg_atomic(rgb, path, config.jpeg_quality)
+        _save_jpeg(rgb, path, config.jpeg_quality)
         written = str(path)
     detail = f"{width}x{height} -> {rgb.width}x{rgb.height}"
     return ImageResult(True, None, detail, width, height, phash, written)

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -44,7 +44,9 @@ REJECTION_SCHEMA = pa.schema(
     ]
 )
 
-FORMATS = ("auto", "obelics", "mmc4")
+# Shard layouts: "auto" tells OBELICS and MMC4 apart per document by their keys.
+ShardFormat = Literal["auto", "obelics", "mmc4"]
+FORMATS: tuple[str, ...] = get_args(ShardFormat)
 
 
 class MalformedDocument(ValueError):
@@ -58,6 +60,9 @@ class MalformedDocument(ValueError):
 
 @dataclass
 class ShardTables:
+    """One shard normalised: its items (ITEM_SCHEMA), its rejected documents (REJECTION_SCHEMA)
+    and how many documents were read and kept."""
+
     items: pa.Table
     rejections: pa.Table
     documents_read: int
@@ -204,7 +209,7 @@ def _mmc4_items(
     return items
 
 
-def read_shard(path: Path | str, fmt: str = "auto") -> ShardTables:
+def read_shard(path: Path | str, fmt: ShardFormat = "auto") -> ShardTables:
     """Normalise one shard file. Image paths are resolved relative to the shard's folder."""
     path = Path(path).resolve()
     if fmt not in FORMATS:

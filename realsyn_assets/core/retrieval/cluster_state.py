@@ -15,13 +15,16 @@ with a few "probe" sentences whose vectors are stored at fit time and compared w
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from realsyn_assets.core.retrieval.kmeans import DRIFT_RECLUSTER_THRESHOLD, assign
+from realsyn_assets.core.retrieval.kmeans import (
+    DRIFT_RECLUSTER_THRESHOLD,
+    assign,
+    assignment_drift,
+)
 
 # The centroid count was sized for the fitted corpus (~420 sentences per cluster); once the
 # corpus has grown past this factor, clusters are that much larger and slower to search.
@@ -140,11 +143,7 @@ def assign_incrementally(
 
 def drift(state: ClusteringState, new_similarity: np.ndarray) -> float:
     """Relative drop of the mean best-centroid cosine of newly assigned sentences vs the fit."""
-    new = np.asarray(new_similarity, np.float64)
-    if new.size == 0 or not math.isfinite(state.fit_mean_similarity):
-        return 0.0
-    denom = max(abs(state.fit_mean_similarity), 1e-12)
-    return float((state.fit_mean_similarity - new.mean()) / denom)
+    return assignment_drift(state.fit_mean_similarity, new_similarity)
 
 
 def recluster_reasons(

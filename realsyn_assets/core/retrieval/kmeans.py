@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from realsyn_assets.core.retrieval.topk import as_matrix
+
 # Paper: 2M clusters for 0.84B sentences (~420 per cluster), 1M clusters for 168M images (~168).
 SENTENCES_PER_CLUSTER = 420
 IMAGES_PER_CLUSTER = 168
@@ -66,13 +68,6 @@ class KMeansResult:
     mean_similarity: float = float("nan")
 
 
-def _as_matrix(vectors: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    if x.ndim != 2:
-        raise ValueError(f"expected a 2-d array, got shape {x.shape}")
-    return x
-
-
 def train_kmeans(
     vectors: np.ndarray,
     n_clusters: int,
@@ -100,7 +95,7 @@ def train_kmeans(
     cannot move a centroid across well-separated clusters, so for small k with clear structure
     a few redos are the cheap cure for bad local minima.
     """
-    x = _as_matrix(vectors)
+    x = as_matrix(vectors, "vectors")
     n, d = x.shape
     if n == 0:
         raise ValueError("cannot cluster an empty set of vectors")
@@ -162,8 +157,8 @@ def assign(
     Returns `(labels int64, similarity float32)`. Meant for unit-norm centroids (spherical
     k-means); for non-spherical centroids inner product is not nearest-in-L2.
     """
-    x = _as_matrix(vectors)
-    c = _as_matrix(centroids)
+    x = as_matrix(vectors, "vectors")
+    c = as_matrix(centroids, "centroids")
     if block < 1:
         raise ValueError("block must be >= 1")
     n = x.shape[0]

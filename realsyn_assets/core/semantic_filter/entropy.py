@@ -24,6 +24,7 @@ WORD_PATTERN = r"[a-z0-9]+(?:'[a-z]+)?"
 _WORD = re.compile(WORD_PATTERN)
 
 ENTROPY_THRESHOLD = 0.3  # paper
+REJECT_LOW_ENTROPY = "low_entropy"  # rejection reason of a sentence below the threshold
 
 
 def words(sentence: str) -> list[str]:

@@ -1,9 +1,9 @@
-"""Per-sentence semantic scores (entropy, perplexity), computed once when word_statistics is fit.
+"""Per-sentence semantic scores (entropy, perplexity), computed once when the statistics are fit.
 
 Why: the entropy filter needs the whole word-count table and the offline perplexity needs the
-whole-corpus n-gram model. word_statistics holds both in memory anyway (the n-gram window is
-calibrated on exactly these leave-one-out perplexities), so scoring again in every sentence_dedup
-shard repeated that work and reloaded the tables once per shard. The scores are tied to a
+whole-corpus n-gram model. The fit holds both in memory anyway (the n-gram window is calibrated
+on exactly these leave-one-out perplexities), so the per-shard semantic filter looks the scores
+up instead of scoring again and reloading the tables once per shard. The scores are tied to a
 shard's sentence ids and to the fit by fingerprints: a shard re-extracted after the fit, or a
 score file left over from an older fit, is scored afresh instead of being looked up.
 """

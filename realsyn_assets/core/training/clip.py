@@ -16,27 +16,22 @@ Choices the paper leaves open (spec §13.10), made the standard open_clip way:
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from realsyn_assets.core.embedding.encoder import (
+from realsyn_assets.core.embedding import runtime
+from realsyn_assets.core.embedding.configs import register_model_configs
+from realsyn_assets.core.embedding.images import (
     UnreadableImageError,
-    atomic_torch_save,
-    autocast_context,
     load_rgb,
-    quiet_transformers,
-    register_model_configs,
-    resolve_device,
-    torch_threads,
     worker_init_single_thread,
 )
+from realsyn_assets.core.io import atomic_path
 
 if TYPE_CHECKING:
     import torch
@@ -44,6 +39,8 @@ if TYPE_CHECKING:
 CHECKPOINT_NAME = "checkpoint.pt"
 LOSS_PLOT_NAME = "loss.png"
 MAX_LOGIT_SCALE = math.log(100.0)
+# The columns of a balanced subset a sample's captions are drawn from: 3 realistic + 1 synthetic.
+TEXT_COLUMNS = ("text1", "text2", "text3", "syn_text")
 
 
 @dataclass(frozen=True)
@@ -61,7 +58,7 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     device: str = "auto"
-    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast on cuda only; CPU always fp32
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast on cuda only; CPU always fp32
     log_every: int = 10  # call `log` every N steps (and on the first and last step)
     num_threads: int | None = None  # torch threads during the run; None = torch default
 
@@ -116,6 +113,26 @@ class _TrainDataset:
             reason = exc.reason if isinstance(exc, UnreadableImageError) else repr(exc)
             return None, None, (self.paths[i], reason)
         return image, self.tokenizer([text])[0], None
+
+
+def samples_from_rows(rows: Sequence[Mapping]) -> list[TrainSample]:
+    """Training samples from balanced-subset rows (`image_path` + `TEXT_COLUMNS`).
+
+    Empty or missing texts are left out of a sample's captions; rows with none are dropped.
+    """
+    samples = [
+        TrainSample(image_path=r["image_path"], texts=[r[c] for c in TEXT_COLUMNS if r[c]])
+        for r in rows
+    ]
+    return [s for s in samples if s.texts]
+
+
+def loss_first_last(losses: Sequence[float]) -> tuple[float, float]:
+    """Mean loss over the first and over the last tenth of the steps (at least one step each),
+    a noise-robust way to say whether training lowered the loss."""
+    values = np.asarray(losses, dtype=np.float64)
+    tenth = max(1, len(values) // 10)
+    return float(values[:tenth].mean()), float(values[-tenth:].mean())
 
 
 def _collate_train(items):
@@ -215,15 +232,8 @@ def save_loss_plot(losses: Sequence[float], path: Path, title: str = "") -> Path
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -261,12 +271,12 @@ def train_clip(
     import torch
     from torch.utils.data import DataLoader
 
-    device = resolve_device(config.device)
-    amp = autocast_context(device, config.precision)
+    device = runtime.resolve_device(config.device)
+    amp = runtime.autocast_context(device, config.precision)
     fork_devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
-    with torch.random.fork_rng(devices=fork_devices), torch_threads(config.num_threads):
+    with torch.random.fork_rng(devices=fork_devices), runtime.torch_threads(config.num_threads):
         torch.manual_seed(config.seed)
-        with quiet_transformers():
+        with runtime.quiet_transformers():
             model, preprocess_train, _ = open_clip.create_model_and_transforms(
                 config.model_name,
                 pretrained=init_checkpoint,
@@ -340,7 +350,7 @@ def train_clip(
         "losses": losses,
         "init_checkpoint": init_checkpoint,
     }
-    atomic_torch_save(state, checkpoint_path)
+    runtime.atomic_torch_save(state, checkpoint_path)
     plot = save_loss_plot(
         losses,
         out_dir / LOSS_PLOT_NAME,

@@ -15,10 +15,10 @@ from PIL import Image
 from realsyn_assets.core.balance.export import (
     REALSYN_COLUMNS,
     write_data_card,
-    write_parquet_atomic,
     write_webdataset,
 )
 from realsyn_assets.core.ids import image_id, sentence_id
+from realsyn_assets.core.io import write_table
 
 
 def _jpeg(color: tuple[int, int, int]) -> bytes:
@@ -71,13 +71,13 @@ def test_realsyn_columns_match_release():
 
 def test_parquet_round_trip_and_atomic(tmp_path):
     table = _rows(tmp_path, 4)
-    out = write_parquet_atomic(table, tmp_path / "out" / "subset.parquet")
+    out = write_table(table, tmp_path / "out" / "subset.parquet")
     assert out == tmp_path / "out" / "subset.parquet"
     back = pq.read_table(out)
     assert back.equals(table)
     assert back.select(REALSYN_COLUMNS).num_rows == 4
     assert [p.name for p in out.parent.iterdir()] == ["subset.parquet"]  # no temp left
-    write_parquet_atomic(table.slice(0, 1), out)  # replace in place
+    write_table(table.slice(0, 1), out)  # replace in place
     assert pq.read_table(out).num_rows == 1
 
 

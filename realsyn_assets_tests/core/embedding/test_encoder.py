@@ -8,13 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realsyn_assets.core.embedding.encoder import (
-    Encoder,
-    EncoderSpec,
-    UnreadableImageError,
-    ensure_local_weights,
-    torch_threads,
-)
+from realsyn_assets.core.embedding.encoder import Encoder, EncoderSpec, ensure_local_weights
+from realsyn_assets.core.embedding.images import UnreadableImageError
+from realsyn_assets.core.embedding.runtime import torch_threads
 from realsyn_assets.core.training.clip import TrainConfig, TrainSample, train_clip
 
 COLOURS = [(220, 30, 30), (30, 180, 40), (30, 60, 220), (240, 220, 30), (10, 10, 10)]

@@ -50,7 +50,7 @@ def test_registered_with_timm_and_built_by_open_clip():
     import open_clip
     import timm
 
-    from realsyn_assets.core.embedding.encoder import register_model_configs
+    from realsyn_assets.core.embedding.configs import register_model_configs
 
     register_timm_towers()
     register_timm_towers()  # idempotent
@@ -66,16 +66,18 @@ def test_registered_with_timm_and_built_by_open_clip():
         assert model.encode_image(torch.randn(2, 3, 64, 64)).shape == (2, 128)
 
 
+@pytest.mark.slow  # trains the tower for real (about 35 s)
 def test_plain_cnn_learns_demo_shapes_from_a_few_hundred_images(tmp_path):
     """Held-out shape accuracy after supervised training on ~220 demo images. Measured 0.91 on
     55 held-out images (chance 1/6); the same run with realsyn-conv-minilm's ModifiedResNet
     tower in its place gave 0.49."""
     import open_clip
 
-    from realsyn_assets.core.embedding.bootstrap import _augment
-    from realsyn_assets.core.embedding.encoder import load_rgb
-    from realsyn_assets.demo.corpus import SHAPES, generate_demo_corpus, load_ground_truth
+    from realsyn_assets.core.embedding.bootstrap.trainer import _augment
+    from realsyn_assets.core.embedding.images import load_rgb
+    from realsyn_assets.demo.corpus import generate_demo_corpus, load_ground_truth
     from realsyn_assets.demo.scoring import ground_truth_tables
+    from realsyn_assets.demo.vocabulary import SHAPES
 
     corpus = generate_demo_corpus(tmp_path / "corpus", n_docs=120, n_shards=1)
     truth = load_ground_truth(corpus.ground_truth_path)

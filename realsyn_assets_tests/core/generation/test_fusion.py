@@ -1,4 +1,5 @@
-"""Tests for core/generation/fusion.py: prompt, cleaning, offline fusion, HTTP backend, vLLM, tags."""
+"""Tests for the fusion step of core/generation: prompt, cleaning, offline fusion, the
+OpenAI-compatible HTTP backend, vLLM and the backend factory."""
 
 from __future__ import annotations
 
@@ -10,24 +11,22 @@ import types
 from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import numpy as np
 import pytest
 
-from realsyn_assets.core.generation import fusion as gen
-from realsyn_assets.core.generation.fusion import (
+from realsyn_assets.core.generation.cleaning import clean_generation
+from realsyn_assets.core.generation.clients import (
+    GenerationError,
+    OpenAICompatibleGenerator,
+    VLLMGenerator,
+    make_generator,
+)
+from realsyn_assets.core.generation.offline import OfflineFusionGenerator
+from realsyn_assets.core.generation.prompts import (
     FUSION_INSTRUCTION,
     FusionInput,
-    GenerationError,
-    OfflineFusionGenerator,
-    OpenAICompatibleGenerator,
     TextGenerator,
-    VLLMGenerator,
     build_chat_messages,
     build_fusion_prompt,
-    clean_generation,
-    make_generator,
-    select_tags,
-    tag_vocabulary,
 )
 
 ITEM = FusionInput(
@@ -444,78 +443,18 @@ def test_make_generator():
         make_generator("gpt-magic")
 
 
-# ---------------------------------------------------------------------------------------------
-# tags
-# ---------------------------------------------------------------------------------------------
-
-
-def test_tag_vocabulary_counts_content_words():
-    sentences = [
-        "The dog runs on the beach.",
-        "A dog and a cat!",
-        "The dog's ball is red; dog dog dog.",
-        "Cat naps on the sofa",
-        "An ox is big",  # 'ox' too short
-        "Don't go to the beach",  # contraction fragment "don" must not appear
-        "",
-    ]
-    vocab = tag_vocabulary(sentences, size=10, min_count=2)
-    # dog in 3 sentences (counted once per sentence), beach 2, cat 2; sorted by count then word
-    assert vocab == ["dog", "beach", "cat"]
-    assert tag_vocabulary(sentences, size=1, min_count=2) == ["dog"]
-    one = tag_vocabulary(sentences, size=100, min_count=1)
-    assert "ball" in one and "the" not in one and "ox" not in one and "don" not in one
-    assert "sofa" in one and all(w.isalpha() and w.islower() for w in one)
-    assert tag_vocabulary(sentences, min_count=1, stopwords=frozenset()) != one
-
-
-def test_select_tags_ranks_by_similarity():
-    words = ["cat", "dog", "car", "tree"]
-    tag_vecs = np.eye(4, dtype=np.float32)
-    images = np.array(
-        [
-            [0.9, 0.1, 0.0, 0.4],  # cat > tree > dog
-            [0.0, 0.0, 2.0, 0.0],  # unnormalised: car only positive
-        ],
-        dtype=np.float32,
-    )
-    assert select_tags(images, tag_vecs, words, k=3) == [
-        ["cat", "tree", "dog"],
-        ["car", "cat", "dog"],
-    ]
-    assert select_tags(images, tag_vecs, words, k=2, min_score=0.3) == [["cat", "tree"], ["car"]]
-    assert select_tags(images[0], tag_vecs, words, k=10)[0][:2] == ["cat", "tree"]
-    assert select_tags(images, tag_vecs, words, k=0) == [[], []]
-    assert select_tags(np.zeros((0, 4)), tag_vecs, words) == []
-
-
-def test_select_tags_ties_and_validation():
-    words = ["b", "a", "c"]
-    tag_vecs = np.array([[1, 0], [1, 0], [0, 1]], dtype=np.float32)
-    assert select_tags(np.array([[1.0, 0.0]]), tag_vecs, words, k=1) == [["b"]]  # vocab order
-    with pytest.raises(ValueError):
-        select_tags(np.ones((1, 2)), tag_vecs, ["only-two", "words"])
-    with pytest.raises(ValueError):
-        select_tags(np.ones((1, 3)), tag_vecs, words)
-
-
-def test_select_tags_batches_match_single_pass():
-    rng = np.random.default_rng(0)
-    imgs = rng.normal(size=(37, 8)).astype(np.float32)
-    tags = rng.normal(size=(20, 8)).astype(np.float32)
-    words = [f"t{i}" for i in range(20)]
-    assert select_tags(imgs, tags, words, k=4, batch_size=5) == select_tags(imgs, tags, words, k=4)
-
-
-def test_module_imports_no_heavy_dependency():
+def test_modules_import_no_heavy_dependency():
     import ast
     from pathlib import Path
 
-    tree = ast.parse(Path(gen.__file__).read_text())
-    top = set()
-    for node in tree.body:  # module level only: vllm must be imported lazily
-        if isinstance(node, ast.Import):
-            top |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            top.add(node.module.split(".")[0])
-    assert not top & {"vllm", "dagster", "torch", "openai", "requests"}
+    from realsyn_assets.core import generation
+
+    for path in Path(generation.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        top = set()
+        for node in tree.body:  # module level only: vllm must be imported lazily
+            if isinstance(node, ast.Import):
+                top |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                top.add(node.module.split(".")[0])
+        assert not top & {"vllm", "dagster", "torch", "openai", "requests"}, path.name

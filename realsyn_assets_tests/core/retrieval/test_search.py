@@ -3,13 +3,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realsyn_assets.core.retrieval import search as retrieval
+from realsyn_assets.core.evaluation import recall_against_exact
+from realsyn_assets.core.retrieval import topk
+from realsyn_assets.core.retrieval.index import ClusterIndex, RetrievalResult, build_cluster_index
 from realsyn_assets.core.retrieval.kmeans import assign, train_kmeans
 from realsyn_assets.core.retrieval.search import (
-    ClusterIndex,
-    RetrievalResult,
-    build_cluster_index,
-    recall_at_k,
     retrieve_exact,
     retrieve_hierarchical,
     retrieve_in_document,
@@ -98,7 +96,7 @@ def test_exact_ties_broken_by_lower_index():
 def test_exact_many_ties_both_topk_paths(monkeypatch, torch_min):
     # Force the torch.topk path (0) or the pure numpy path (huge) on tie-heavy data: sentences
     # are repeats of 6 exactly representable vectors, so most rows tie at the k-th place.
-    monkeypatch.setattr(retrieval, "_TORCH_TOPK_MIN", torch_min)
+    monkeypatch.setattr(topk, "_TORCH_TOPK_MIN", torch_min)
     rng = np.random.default_rng(3)
     base = np.array(
         [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0.5, 0.5, 0.5, 0.5], [0, 0, 0, 1], [0.5] * 4],
@@ -174,11 +172,11 @@ def test_hierarchical_recall_vs_exact(clustered):
     imgs, sents, cents, index, exact = clustered
     r1 = retrieve_hierarchical(imgs, sents, cents, index, k=3, n_probe=1)
     assert_well_formed(r1, sents.shape[0])
-    rec1 = recall_at_k(r1, exact)
+    rec1 = recall_against_exact(r1, exact)
     assert rec1 >= 0.9
     r3 = retrieve_hierarchical(imgs, sents, cents, index, k=3, n_probe=3)
     assert_well_formed(r3, sents.shape[0])
-    rec3 = recall_at_k(r3, exact)
+    rec3 = recall_against_exact(r3, exact)
     assert rec3 >= rec1
     assert rec3 >= 0.98
     # probing every cluster is exact search
@@ -274,7 +272,7 @@ def test_in_document_only_same_doc_and_padding():
 # ------------------------------------------------------------------ recall
 
 
-def test_recall_at_k():
+def test_recall_against_exact():
     e = RetrievalResult(
         indices=np.array([[1, 2, 3], [4, 5, -1], [-1, -1, -1]]),
         scores=np.zeros((3, 3), np.float32),
@@ -284,5 +282,5 @@ def test_recall_at_k():
         scores=np.zeros((3, 3), np.float32),
     )
     # row0: 2/3, row1: 0/2, row2 skipped (no exact answers)
-    assert recall_at_k(a, e) == pytest.approx((2 / 3 + 0) / 2)
-    assert recall_at_k(e, e) == 1.0
+    assert recall_against_exact(a, e) == pytest.approx((2 / 3 + 0) / 2)
+    assert recall_against_exact(e, e) == 1.0

@@ -1,4 +1,5 @@
-"""Perplexity scorers and the perplexity window (core/semantic_filter/perplexity.py)."""
+"""Perplexity scorers (core/semantic_filter/ngram.py, gpt2.py) and the perplexity window
+(core/semantic_filter/perplexity.py)."""
 
 from __future__ import annotations
 
@@ -13,20 +14,21 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from realsyn_assets.core.semantic_filter.perplexity import (
+from realsyn_assets.core.semantic_filter.gpt2 import (
     LM_EXTRA_HINT,
+    GPT2Scorer,
+    batched_perplexity,
+    torch_token_logprobs,
+)
+from realsyn_assets.core.semantic_filter.ngram import NGramScorer, ngram_tokens
+from realsyn_assets.core.semantic_filter.perplexity import (
     PAPER_PPL_WINDOW,
     PAPER_SEMANTIC_KEEP_FRACTION,
     REJECT_PERPLEXITY_HIGH,
     REJECT_PERPLEXITY_LOW,
-    GPT2Scorer,
-    NGramScorer,
     PerplexityScorer,
-    batched_perplexity,
     calibrate_window,
-    ngram_tokens,
     perplexity_keep_fraction,
-    torch_token_logprobs,
     window_rejection,
     window_rejections,
 )

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realsyn_assets.core.embedding.encoder import UnreadableImageError
+from realsyn_assets.core.embedding.images import UnreadableImageError
 from realsyn_assets.core.training.clip import (
     TrainConfig,
     TrainSample,
@@ -173,7 +173,7 @@ def test_caption_drawn_uniformly_per_step_and_reproducibly(shapes):
 def test_weight_decay_only_on_weight_matrices():
     import open_clip
 
-    from realsyn_assets.core.embedding.encoder import register_model_configs
+    from realsyn_assets.core.embedding.configs import register_model_configs
 
     register_model_configs()
     model = open_clip.create_model("realsyn-tiny")

@@ -1,5 +1,5 @@
-#!/usr/bin/env python
-"""Calibrate the image dedup thresholds on real near-duplicates of real photos.
+"""`realsyn bench calibrate-dedup`: the image dedup thresholds, measured on real near-duplicates
+of real photos.
 
 Why: the paper removes "perceptually and semantically redundant" images with union-find but gives
 no thresholds (spec §2). We choose ours by measurement: take the real photos in the shared data
@@ -28,9 +28,10 @@ depends on the positive:negative ratio of this set (about 10 variants per origin
 negative pairs), so the false-positive rate per pair is recorded too: union-find chains false
 links transitively, and at corpus scale the rate per pair is what matters.
 
-Usage: ``python scripts/calibrate_dedup.py [--data DIR] [--out calibration/dedup_thresholds.json]
+Usage: ``realsyn bench calibrate-dedup [--data DIR] [--out calibration/dedup_thresholds.json]
 [--encoder-model NAME --encoder-checkpoint PATH]``. Deterministic for a given ``--seed`` (and the
-same Pillow/libjpeg); the JSON is written atomically.
+same Pillow/libjpeg); the JSON is written atomically. Unlike the other benchmarks it prints a
+table, not JSON: the result is the file.
 """
 
 from __future__ import annotations
@@ -53,12 +54,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as a plain script from anywhere
-    sys.path.insert(0, str(REPO))
+from realsyn_assets.core.images import extract as image_core
+from realsyn_assets.core.io import atomic_path
 
-from realsyn_assets.core.images import extract as image_core  # noqa: E402
-
+REPO = Path(__file__).resolve().parents[2]  # the checkout: defaults and portable paths
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 DEFAULT_OUT = REPO / "calibration" / "dedup_thresholds.json"
 DATASETS = {  # dataset name -> image folder below --data
@@ -594,17 +593,11 @@ def _display_path(path: Path) -> str:
 
 
 def atomic_write_json(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(obj, fh, indent=1)
             fh.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; this file is meant to be committed
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        os.chmod(tmp, 0o644)  # temporary files are 0600; this file is meant to be committed
 
 
 def format_table(result: dict) -> str:
@@ -661,7 +654,11 @@ def format_table(result: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="realsyn bench calibrate-dedup",
+        description="Calibrate the image dedup thresholds (pHash distance, embedding cosine) on "
+        "near-duplicates of the shared photos; writes the result JSON and prints a table.",
+    )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data folder")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="result JSON")
     p.add_argument("--seed", type=int, default=0, help="variant parameters")
@@ -696,8 +693,8 @@ def run(args: argparse.Namespace) -> dict:
         variants = [it for it in items if it.variant is not None]
         result: dict = {
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "script": "scripts/calibrate_dedup.py",
-            "command": " ".join(["python scripts/calibrate_dedup.py", *args.argv]),
+            "script": "realsyn_assets/bench/calibrate_dedup.py",
+            "command": " ".join(["realsyn bench calibrate-dedup", *args.argv]),
             "data": {
                 "root": _display_path(args.data),
                 "originals_by_dataset": dict(Counter(o.dataset for o in originals)),

@@ -1,0 +1,85 @@
+"""How torch runs for the encoder and its training: device, precision, threads, quiet loading,
+atomic checkpoint files. torch is imported inside functions so importing this stays cheap."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from realsyn_assets.core.io import atomic_path
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; anything else is passed through."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def autocast_context(device: str, precision: str) -> contextlib.AbstractContextManager:
+    """Mixed precision only on CUDA; CPU always runs fp32 (CPU half precision is slow and lossy)."""
+    if precision not in ("fp32", "fp16", "bf16"):
+        raise ValueError(f"precision must be fp32, fp16 or bf16, got {precision!r}")
+    if precision == "fp32" or not device.startswith("cuda"):
+        return contextlib.nullcontext()
+    import torch
+
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers while a model is created, then restore its settings.
+
+    Loading a sentence-transformers checkpoint into a CLIP text tower prints a load report (the
+    pooler weights CLIP does not use) and a progress bar on every model creation: noise in
+    every Dagster step. Real errors still raise.
+    """
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        yield
+        return
+    level, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Temporarily run torch ops on ``n`` intra-op threads (None: leave torch's setting alone).
+
+    Why: on a small shared machine, OpenMP threads spin-wait for a core that another process
+    holds, which slows a multi-threaded run far more than running on one thread does. The
+    setting is process-wide, so it is restored on exit.
+    """
+    if not n:
+        yield
+        return
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save through the one atomic writer: never a half-written checkpoint."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
