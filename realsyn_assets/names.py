@@ -11,9 +11,9 @@ from __future__ import annotations
 
 
 class Name(str):
-    """One member of a name table: a plain `str` with Enum-style `name` (its attribute) and
-    `value` (the string itself). Not an Enum member: Dagster's serialiser rejects Enum members,
-    StrEnum ones included, in asset keys, group names, check keys and metadata labels."""
+    """One member of a name table: a `str` with Enum-style `name` (its attribute) and `value`
+    (the string itself). Deliberately not an Enum member: Dagster's serialiser rejects Enum
+    members (StrEnum included) in asset keys, group names, check keys and metadata labels."""
 
     name: str
 
@@ -50,11 +50,11 @@ class _NameTable(type):
         raise ValueError(f"{value!r} is not a {cls.__name__}")
 
 
-class StrEnum(metaclass=_NameTable):
-    """Base of every name table below: a namespace of `Name` constants (see `_NameTable`)."""
+class NameTable(metaclass=_NameTable):
+    """Base of every name table below: a namespace of `Name` constants, iterable like an Enum."""
 
 
-class Asset(StrEnum):
+class Asset(NameTable):
     """Every asset key of the graph, in pipeline order."""
 
     RAW_DOCUMENTS = "raw_documents"
@@ -77,7 +77,7 @@ class Asset(StrEnum):
     QUALITY_REPORT = "quality_report"
 
 
-class Group(StrEnum):
+class Group(NameTable):
     """Asset groups: one per paper stage, one module each under `assets/`."""
 
     INGEST = "ingest"
@@ -92,7 +92,7 @@ class Group(StrEnum):
     QUALITY = "quality"
 
 
-class Job(StrEnum):
+class Job(NameTable):
     """Jobs of the Definitions: the stages `realsyn run` executes in order (definitions.STAGES,
     derived from the graph), plus the inbox sensor's and the re-clustering job."""
 
@@ -119,15 +119,15 @@ CORPUS = "__all__"
 # Keys made at run time from a prefix (e.g. per-round scores) are declared as `*_PREFIX` members.
 
 
-class ImageEmbeddingsMetrics(StrEnum):
+class ImageEmbeddingsMetrics(NameTable):
     IMAGES_EMBEDDED = "images_embedded"
 
 
-class SentenceEmbeddingsMetrics(StrEnum):
+class SentenceEmbeddingsMetrics(NameTable):
     SENTENCES_EMBEDDED = "sentences_embedded"
 
 
-class ImageDedupMetrics(StrEnum):
+class ImageDedupMetrics(NameTable):
     IMAGES_IN = "images_in"
     IMAGES_KEPT = "images_kept"
     IMAGES_REMOVED = "images_removed"
@@ -135,7 +135,7 @@ class ImageDedupMetrics(StrEnum):
     SEMANTIC_ENABLED = "semantic_enabled"
 
 
-class WordStatisticsMetrics(StrEnum):
+class WordStatisticsMetrics(NameTable):
     SHARDS = "shards"
     VOCABULARY = "vocabulary"
     WORDS_TOTAL = "words_total"
@@ -143,7 +143,7 @@ class WordStatisticsMetrics(StrEnum):
     PPL_WINDOW_HIGH = "ppl_window_high"
 
 
-class SemanticFilterMetrics(StrEnum):
+class SemanticFilterMetrics(NameTable):
     SENTENCES_IN = "sentences_in"
     SENTENCES_KEPT = "sentences_kept"
     SENTENCES_REJECTED = "sentences_rejected"
@@ -152,7 +152,7 @@ class SemanticFilterMetrics(StrEnum):
     PERPLEXITY_MEDIAN = "perplexity_median"
 
 
-class SentenceDedupMetrics(StrEnum):
+class SentenceDedupMetrics(NameTable):
     SENTENCES_IN = "sentences_in"
     SENTENCES_KEPT = "sentences_kept"
     SENTENCES_REMOVED = "sentences_removed"
@@ -164,7 +164,7 @@ class SentenceDedupMetrics(StrEnum):
     PERPLEXITY_MEDIAN = "perplexity_median"
 
 
-class ImageClustersMetrics(StrEnum):
+class ImageClustersMetrics(NameTable):
     PAIRS_IN = "pairs_in"
     PAIRS_IN_WINDOW = "pairs_in_window"
     WINDOW_LOW = "window_low"
@@ -174,7 +174,7 @@ class ImageClustersMetrics(StrEnum):
     MAX_CLUSTER_SIZE = "max_cluster_size"
 
 
-class BalancedSubsetMetrics(StrEnum):
+class BalancedSubsetMetrics(NameTable):
     SAMPLES = "samples"
     EXPECTED_SAMPLES = "expected_samples"
     CAP_PER_CLUSTER = "cap_per_cluster"
@@ -185,7 +185,7 @@ class BalancedSubsetMetrics(StrEnum):
     WEBDATASET_SHARDS = "webdataset_shards"
 
 
-class ClipCheckpointMetrics(StrEnum):
+class ClipCheckpointMetrics(NameTable):
     SAMPLES = "samples"
     STEPS = "steps"
     SECONDS = "seconds"
@@ -193,7 +193,7 @@ class ClipCheckpointMetrics(StrEnum):
     LOSS_LAST = "loss_last"
 
 
-class ClipEvaluationMetrics(StrEnum):
+class ClipEvaluationMetrics(NameTable):
     EVAL_IMAGES = "eval_images"
     I2T_R_AT_1 = "i2t_R@1"
     I2T_R_AT_5 = "i2t_R@5"
@@ -207,7 +207,7 @@ class ClipEvaluationMetrics(StrEnum):
     UNTRAINED_PREFIX = "untrained_"
 
 
-class QualityReportMetadata(StrEnum):
+class QualityReportMetadata(NameTable):
     """Metadata keys of quality_report, which records no metrics in DuckDB (hence not a
     `*Metrics` class): the funnels' last counts and, on the demo corpus, the worst shard's
     text1 precision next to the corpus-wide `RetrievedTextsMetrics` gt_* scores."""
@@ -217,7 +217,7 @@ class QualityReportMetadata(StrEnum):
     GT_PRECISION_TEXT1_MIN_SHARD = "gt_precision_text1_min_shard"
 
 
-class RawDocumentsMetrics(StrEnum):
+class RawDocumentsMetrics(NameTable):
     DOCUMENTS_IN = "documents_in"
     DOCUMENTS_KEPT = "documents_kept"
     DOCUMENTS_REJECTED = "documents_rejected"
@@ -225,20 +225,20 @@ class RawDocumentsMetrics(StrEnum):
     IMAGE_SLOTS = "image_slots"
 
 
-class ExtractedImagesMetrics(StrEnum):
+class ExtractedImagesMetrics(NameTable):
     IMAGES_IN = "images_in"
     IMAGES_KEPT = "images_kept"
     IMAGES_REJECTED = "images_rejected"
 
 
-class ExtractedSentencesMetrics(StrEnum):
+class ExtractedSentencesMetrics(NameTable):
     TEXT_BLOCKS = "text_blocks"
     SENTENCES_IN = "sentences_in"
     SENTENCES_KEPT = "sentences_kept"
     SENTENCES_REJECTED = "sentences_rejected"
 
 
-class RetrievedTextsMetrics(StrEnum):
+class RetrievedTextsMetrics(NameTable):
     IMAGES = "images"
     IMAGES_WITH_K_TEXTS = "images_with_k_texts"
     MEAN_TOP1_SCORE = "mean_top1_score"
@@ -264,7 +264,7 @@ class RetrievedTextsMetrics(StrEnum):
         return f"{RetrievedTextsMetrics.RECALL_AT_PREFIX}{k}_vs_exact"
 
 
-class SentenceClustersMetrics(StrEnum):
+class SentenceClustersMetrics(NameTable):
     SENTENCES = "sentences"
     CLUSTERS = "clusters"
     ASSIGNED_NOW = "assigned_now"
@@ -283,14 +283,14 @@ class SentenceClustersMetrics(StrEnum):
     MEAN_PROBES = "mean_probes"
 
 
-class SyntheticTextsMetrics(StrEnum):
+class SyntheticTextsMetrics(NameTable):
     IMAGES = "images"
     EMPTY_SYN_TEXT = "empty_syn_text"
     TAG_VOCABULARY = "tag_vocabulary"
     MEAN_SYN_SCORE = "mean_syn_score"
 
 
-class BootstrapEncoderMetrics(StrEnum):
+class BootstrapEncoderMetrics(NameTable):
     """Metrics of `bootstrap_encoder` (nothing is recorded when a configured encoder wins).
 
     Retrieval scores carry a prefix: BOOTSTRAP_ (trained model), RANDOM_ (random weights),

@@ -188,7 +188,7 @@ def test_metrics_classes_are_name_tables_named_after_assets():
     assert classes <= assets, f"metrics classes of no asset: {sorted(classes - assets)}"
     for name in classes:
         table = getattr(names, name)
-        assert issubclass(table, names.StrEnum), name
+        assert issubclass(table, names.NameTable), name
         assert all(type(member) is names.Name for member in table), name
 
 

@@ -78,8 +78,12 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save through the one atomic writer: never a half-written checkpoint."""
+    """torch.save through the one atomic writer: never a half-written checkpoint.
+
+    Saved through a file object, not the temporary path: torch names the records inside the
+    archive after a path's file name, which would put the random temporary name into the bytes
+    (the same weights would then hash differently on every run)."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
