@@ -44,9 +44,37 @@ def _print_stage(report) -> None:
         )
         numbers.append(f"{asset}: {brief}")
     print(f"  {report.job}{key} {report.seconds:.1f}s  {checks}")
+    if not report.success:
+        print(f"      FAILED: {report.error}")
     for line in numbers:
         print(f"      {line}")
     sys.stdout.flush()
+
+
+def _finish(reports, refused=()) -> int:
+    """Print what failed (refused files, failed runs, failed ERROR checks; WARN checks do not
+    count) and return the exit code: 1 if anything failed, else 0."""
+    failed_runs = [r for r in reports if not r.success]
+    failed_checks = [f"{r.label} {c}" for r in reports for c in r.checks_failed]
+    lines = [f"refused {error}" for error in refused]
+    lines += [f"run failed: {r.label}: {r.error}" for r in failed_runs]
+    lines += [f"check failed: {c}" for c in failed_checks]
+    if lines:
+        print(
+            f"{len(refused)} file(s) refused, {len(failed_runs)} run(s) failed, "
+            f"{len(failed_checks)} check(s) failed:",
+            file=sys.stderr,
+        )
+        for line in lines:
+            print(f"  {line}", file=sys.stderr)
+    skipped = sorted({r.partition for r in failed_runs if r.partition})
+    if skipped:
+        print(
+            f"  later stages skipped for: {', '.join(skipped)} (fix the file, then rerun)",
+            file=sys.stderr,
+        )
+    sys.stderr.flush()
+    return 1 if lines else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -68,7 +96,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"done in {time.perf_counter() - start:.0f}s; "
         f"{sum(r.checks_passed for r in reports)} checks passed, {len(failed)} failed"
     )
-    return 1 if failed else 0
+    return _finish(reports)
 
 
 def _print_outputs(layout) -> None:
@@ -95,22 +123,31 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if missing:
         print(f"not a file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    keys = register(layout, paths, args.format)
-    for key, path in zip(keys, paths, strict=True):
-        print(f"registered shard {key} <- {path}")
+    refused: list = []
+    keys = register(layout, paths, args.format, refused)
+    shards = layout.shards()
+    for key in keys:
+        print(f"registered shard {key} <- {shards[key].path}")
+    reports = []
     if args.extract:
         for key in keys:
-            _print_stage(run_stage(SHARD_INGEST_JOB, key))
-    return 0
+            reports.append(run_stage(SHARD_INGEST_JOB, key, raise_on_failure=False))
+            _print_stage(reports[-1])
+    return _finish(reports, refused)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from realsyn_assets.pipeline import prepare_environment, run_pipeline
 
     layout = prepare_environment(args.home)
+    if not layout.shard_order():
+        print(
+            f"no shards registered in {layout.root}: run `realsyn ingest PATH...`", file=sys.stderr
+        )
+        return 2
     reports = run_pipeline(layout, args.scales or SCALES, on_stage=_print_stage)
     _print_outputs(layout)
-    return 1 if any(r.checks_failed for r in reports) else 0
+    return _finish(reports)
 
 
 def cmd_recluster(args: argparse.Namespace) -> int:
@@ -119,25 +156,27 @@ def cmd_recluster(args: argparse.Namespace) -> int:
     from realsyn_assets.pipeline import prepare_environment, run_stage
 
     layout = prepare_environment(args.home)
-    reports = [run_stage(RECLUSTER_JOB, None)]
+    reports = [run_stage(RECLUSTER_JOB, None, raise_on_failure=False)]
     _print_stage(reports[0])
-    if not args.only:
+    if not args.only and reports[0].success:
         for key in layout.shard_order():
-            reports.append(run_stage(Job.SHARD_RETRIEVE, key))
+            reports.append(run_stage(Job.SHARD_RETRIEVE, key, raise_on_failure=False))
             _print_stage(reports[-1])
         print("texts re-retrieved; `realsyn run` rebuilds the balanced subsets and checkpoints")
-    return 1 if any(r.checks_failed for r in reports) else 0
+    return _finish(reports)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from realsyn_assets.assets import ALL_ASSETS
+    from realsyn_assets.partitions import SHARDS
     from realsyn_assets.pipeline import get_instance, prepare_environment
 
     layout = prepare_environment(args.home)
     instance = get_instance()
     shards = layout.shard_order()
+    partitions = set(instance.get_dynamic_partitions(SHARDS))
     print(f"REALSYN_HOME={layout.root}  shards registered: {len(shards)}")
     for assets_def in ALL_ASSETS:
         key = assets_def.key
@@ -147,13 +186,15 @@ def cmd_status(args: argparse.Namespace) -> int:
                 time.strftime("%Y-%m-%d %H:%M", time.localtime(event.timestamp)) if event else "-"
             )
         else:
-            done = instance.get_materialized_partitions(key)
-            universe = (
-                shards
-                if isinstance(assets_def.partitions_def, dg.DynamicPartitionsDefinition)
-                else SCALES
-            )
-            state = f"{len(done & set(universe))}/{len(universe)} partitions"
+            universe, known = SCALES, SCALES
+            if isinstance(assets_def.partitions_def, dg.DynamicPartitionsDefinition):
+                universe, known = shards, [k for k in shards if k in partitions]
+            status = instance.get_status_by_partition(key, known, assets_def.partitions_def) or {}
+            done = [k for k in universe if status.get(k) == dg.AssetPartitionStatus.MATERIALIZED]
+            failed = [k for k in universe if status.get(k) == dg.AssetPartitionStatus.FAILED]
+            state = f"{len(done)}/{len(universe)} partitions"
+            if failed:
+                state += f", {len(failed)} FAILED: {', '.join(failed)}"
         print(f"  {key.to_user_string():22s} {state}")
     return 0
 
@@ -184,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = sub.add_parser(
         "ingest",
         help="register shard files (OBELICS/MMC4 JSONL or parquet) as `shard` partitions; "
-        "a file registered before keeps its key",
+        "a file registered before keeps its key; an unreadable file (truncated parquet or "
+        "gzip, wrong format) is refused, naming the file and the cause. Exits 1 if a file was "
+        "refused, a run failed or an ERROR check failed (warnings do not count)",
     )
     ingest.add_argument("paths", nargs="+", help="shard files")
     ingest.add_argument("--home", default=None, help=home_help)
@@ -205,7 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="materialize the whole graph for every registered shard: the stages of "
-        "definitions.STAGES in order, per-shard stages once per shard, scale stages per scale",
+        "definitions.STAGES in order, per-shard stages once per shard, scale stages per scale. "
+        "A failed shard fails alone (skipped in later stages, the others go on); exits 1 if a "
+        "run or an ERROR check failed, listing them at the end",
     )
     run.add_argument("--home", default=None, help=home_help)
     run.add_argument(
@@ -226,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser(
         "status",
-        help="print, per asset, when it was materialized or how many of its partitions are",
+        help="print, per asset, when it was materialized or how many of its partitions are "
+        "(and which failed)",
     )
     status.add_argument("--home", default=None, help=home_help)
     status.set_defaults(func=cmd_status)

@@ -223,6 +223,7 @@ class RawDocumentsMetrics(NameTable):
     DOCUMENTS_REJECTED = "documents_rejected"
     TEXT_BLOCKS = "text_blocks"
     IMAGE_SLOTS = "image_slots"
+    INVALID_UTF8_LINES = "invalid_utf8_lines"  # lines (parquet rows) with bytes replaced by U+FFFD
 
 
 class ExtractedImagesMetrics(NameTable):
@@ -233,6 +234,7 @@ class ExtractedImagesMetrics(NameTable):
 
 class ExtractedSentencesMetrics(NameTable):
     TEXT_BLOCKS = "text_blocks"
+    TEXT_BLOCKS_TOO_LONG = "text_blocks_too_long"  # rejected whole (one too_long row each)
     SENTENCES_IN = "sentences_in"
     SENTENCES_KEPT = "sentences_kept"
     SENTENCES_REJECTED = "sentences_rejected"

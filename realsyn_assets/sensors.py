@@ -14,7 +14,8 @@ SHARD_INGEST_JOB = Job.SHARD_INGEST
     job_name=SHARD_INGEST_JOB,
     minimum_interval_seconds=30,
     description="Registers new shard files in <home>/inbox as shard partitions and runs "
-    "shard_ingest_job on each (extract, embed, image dedup).",
+    "shard_ingest_job on each (extract, embed, image dedup); an unreadable file (truncated "
+    "parquet or gzip, wrong format) is not registered and is named in the skip reason.",
 )
 def inbox_sensor(context: dg.SensorEvaluationContext, storage: StorageResource) -> dg.SensorResult:
     home = storage.layout
@@ -22,9 +23,17 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: StorageResource) 
     known = {entry.path for entry in home.shards().values()}
     files = sorted(p.resolve() for p in home.inbox.iterdir() if is_shard_file(p))
     new = [p for p in files if str(p) not in known]
-    if not new:
-        return dg.SensorResult(skip_reason=f"no new shard files in {home.inbox}")
-    entries = home.register_shards(new)
+    refused: list = []
+    entries = home.register_shards(new, refused=refused) if new else []
+    for error in refused:  # checked again next time: a file still being copied is complete later
+        context.log.warning(f"not registered: {error}")
+    if not entries:
+        reason = f"no new shard files in {home.inbox}"
+        if refused:
+            reason = f"{len(refused)} unreadable shard file(s) in {home.inbox}: " + "; ".join(
+                str(error) for error in refused
+            )
+        return dg.SensorResult(skip_reason=reason)
     keys = [e.key for e in entries]
     existing = set(context.instance.get_dynamic_partitions(SHARDS))
     return dg.SensorResult(

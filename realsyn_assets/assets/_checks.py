@@ -23,32 +23,48 @@ def check_result(passed: bool, description: str, **metadata) -> Result:
     return Result(passed=bool(passed), description=description, metadata=metadata)
 
 
+def zero_rows_result(what: str, **metadata) -> Result:
+    """A shard with nothing here (an empty file, every document or item rejected, no image or
+    sentence at all) is a valid state, not an error: a WARN that says "0 rows" and why."""
+    return Result(
+        passed=False,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"0 rows: {what}",
+        metadata=metadata,
+    )
+
+
 def funnel_check(
     metrics: MetricsResource, stage: str, key: str, n_in: str, n_out: str, n_rej: str | None = None
 ) -> Result:
+    """in = kept + rejected and the reasons add up (else an ERROR); nothing kept is a "0 rows"
+    WARN; otherwise no single reason may take more than MAX_SINGLE_REASON_SHARE of the input."""
     counts = metrics.counts(stage, key)
     if not counts:
         return check_result(False, f"no metrics recorded for {stage}/{key}")
     total, kept = counts.get(n_in, 0), counts.get(n_out, 0)
     reasons = metrics.rejection_counts(stage, key)
     top_reason, top = max(reasons.items(), key=lambda kv: kv[1], default=("", 0))
+    metadata = {
+        "kept": int(kept),
+        "total": int(total),
+        "kept_fraction": float(kept / total) if total else 0.0,
+        "top_reason": top_reason,
+    }
     problems = []
-    if total > 0 and kept == 0:
-        problems.append("the stage removed everything")
     if n_rej is not None and total != kept + counts.get(n_rej, 0):
         problems.append(f"{n_in} != {n_out} + {n_rej}")
     if n_rej is not None and sum(reasons.values()) != counts.get(n_rej, 0):
         problems.append("rejections by reason do not add up")
+    if not problems and kept == 0:
+        why = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items()))
+        detail = (
+            f"all {int(total)} rejected ({why or 'no reason recorded'})" if total else "no input"
+        )
+        return zero_rows_result(f"{stage} kept nothing in {key}: {detail}", **metadata)
     if total > 0 and top / total > MAX_SINGLE_REASON_SHARE:
         problems.append(f"reason {top_reason!r} removed {top / total:.0%} of the input")
-    return check_result(
-        not problems,
-        "; ".join(problems) or "funnel consistent",
-        kept=int(kept),
-        total=int(total),
-        kept_fraction=float(kept / total) if total else 0.0,
-        top_reason=top_reason,
-    )
+    return check_result(not problems, "; ".join(problems) or "funnel consistent", **metadata)
 
 
 def shard_check(asset: str, name: str, description: str):

@@ -149,7 +149,10 @@ def balanced_subset(
     out_dir = storage.layout.asset_dir(Asset.BALANCED_SUBSET) / scale
     parquet = write_table(table, out_dir / SUBSET_FILE)
     tars = export_core.write_webdataset(
-        table, out_dir / "webdataset", samples_per_shard=config.samples_per_tar
+        table,
+        out_dir / "webdataset",
+        samples_per_shard=config.samples_per_tar,
+        image_root=storage.layout.root,
     )
     stats = {
         BM.SAMPLES: table.num_rows,

@@ -23,7 +23,7 @@ from realsyn_assets.core.embedding.bootstrap.run import (
     train_bootstrap,
 )
 from realsyn_assets.core.embedding.encoder import file_sha1
-from realsyn_assets.core.io import atomic_write_bytes
+from realsyn_assets.core.io import atomic_write_bytes, relative_to_root, resolve_column
 from realsyn_assets.core.training.clip import TrainConfig
 from realsyn_assets.demo.hook import demo_scorer
 from realsyn_assets.names import CORPUS, Asset, Group
@@ -126,8 +126,12 @@ def bootstrap_encoder(
     if encoder.pretrained or encoder.checkpoint:
         return _configured_encoder_wins(context, encoder)
     items = storage.read_shards(Asset.RAW_DOCUMENTS, columns=["doc_id", "position", "kind"])
-    images = storage.read_shards(
-        Asset.EXTRACTED_IMAGES, columns=["image_id", "doc_id", "position", "path"]
+    images = resolve_column(
+        storage.read_shards(
+            Asset.EXTRACTED_IMAGES, columns=["image_id", "doc_id", "position", "path"]
+        ),
+        "path",
+        home.root,
     )
     sentences = storage.read_shards(
         Asset.EXTRACTED_SENTENCES, columns=["sentence_id", "doc_id", "position", "text"]
@@ -160,7 +164,8 @@ def bootstrap_encoder(
     meta = stage_metadata(metrics, Asset.BOOTSTRAP_ENCODER, CORPUS, counts, path=run.checkpoint)
     meta["used"] = True
     meta["loss_curve"] = png_bytes_metadata(run.loss_plot.read_bytes(), "loss")
-    sidecar = {"model_name": config.model_name, "checkpoint": str(run.checkpoint)}
+    stored = relative_to_root(run.checkpoint, home.root)
+    sidecar = {"model_name": config.model_name, "checkpoint": stored}
     atomic_write_bytes(out_dir / "encoder.json", json.dumps(sidecar).encode())
     if run.checkpoint != bootstrap_checkpoint(home):
         raise dg.Failure(

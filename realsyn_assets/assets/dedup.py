@@ -12,7 +12,13 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from realsyn_assets.assets._checks import Result, check_result, funnel_check, shard_check
+from realsyn_assets.assets._checks import (
+    Result,
+    check_result,
+    funnel_check,
+    shard_check,
+    zero_rows_result,
+)
 from realsyn_assets.assets._common import rejection_counts, stage_metadata
 from realsyn_assets.core.dedup.incremental import (
     Stage,
@@ -274,22 +280,25 @@ def sentence_dedup(
     return dg.MaterializeResult(metadata=meta)
 
 
-def _no_duplicate_survivors(storage: StorageResource, asset: str, id_column: str) -> Result:
+def _no_duplicate_survivors(
+    storage: StorageResource, asset: str, id_column: str, key: str
+) -> Result:
+    """No id survives twice across all shards; a shard with no survivor is a "0 rows" WARN."""
     import duckdb
 
     files = [str(p) for p in storage.shard_files(asset)]
     con = duckdb.connect()
-    dupes, kept = con.execute(
-        f"SELECT count(*) - count(DISTINCT {id_column}), count(*) FROM read_parquet(?) WHERE kept",
-        [files],
+    dupes, kept, here = con.execute(
+        f"SELECT count(*) - count(DISTINCT {id_column}), count(*), "
+        "count(*) FILTER (WHERE filename = ?) FROM read_parquet(?, filename = true) WHERE kept",
+        [str(storage.layout.partition_file(asset, key)), files],
     ).fetchone()
     con.close()
-    return check_result(
-        dupes == 0 and kept > 0,
-        f"{dupes} duplicate ids among {kept} survivors across {len(files)} shards",
-        duplicates=int(dupes),
-        survivors=int(kept),
-    )
+    description = f"{dupes} duplicate ids among {kept} survivors across {len(files)} shards"
+    metadata = {"duplicates": int(dupes), "survivors": int(kept), "shard_survivors": int(here)}
+    if dupes == 0 and here == 0:
+        return zero_rows_result(f"no {id_column} of {key} survives; {description}", **metadata)
+    return check_result(dupes == 0 and kept > 0, description, **metadata)
 
 
 @shard_check(
@@ -298,7 +307,7 @@ def _no_duplicate_survivors(storage: StorageResource, asset: str, id_column: str
 def unique_image_survivors(
     context: dg.AssetCheckExecutionContext, storage: StorageResource
 ) -> Result:
-    return _no_duplicate_survivors(storage, Asset.IMAGE_DEDUP, "image_id")
+    return _no_duplicate_survivors(storage, Asset.IMAGE_DEDUP, "image_id", context.partition_key)
 
 
 @shard_check(Asset.IMAGE_DEDUP, "image_dedup_funnel", "Dedup keeps something; counts add up.")
@@ -322,7 +331,9 @@ def image_dedup_funnel(context: dg.AssetCheckExecutionContext, metrics: MetricsR
 def unique_sentence_survivors(
     context: dg.AssetCheckExecutionContext, storage: StorageResource
 ) -> Result:
-    return _no_duplicate_survivors(storage, Asset.SENTENCE_DEDUP, "sentence_id")
+    return _no_duplicate_survivors(
+        storage, Asset.SENTENCE_DEDUP, "sentence_id", context.partition_key
+    )
 
 
 @shard_check(

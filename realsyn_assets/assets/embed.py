@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import dagster as dg
 import numpy as np
 
-from realsyn_assets.assets._checks import Result, check_result, shard_check
+from realsyn_assets.assets._checks import Result, check_result, shard_check, zero_rows_result
 from realsyn_assets.assets._common import stage_metadata
 from realsyn_assets.core.io import read_table
 from realsyn_assets.names import (
@@ -80,7 +80,10 @@ def _embed_shard(
     enc = encoder.get()
     context.log.info(f"{key}: embedding {items.num_rows} {spec.table} with {enc.source}")
     encode = getattr(enc, spec.encode)
-    vecs = encode(items.column(spec.encoded_column).to_pylist(), progress=True)
+    values = items.column(spec.encoded_column).to_pylist()
+    if spec is IMAGES:  # image paths are stored relative to the home
+        values = [storage.layout.resolve(p) for p in values]
+    vecs = encode(values, progress=True)
     table = items.append_column("vector", vectors_column(vecs.reshape(-1, enc.dim)))
     version = vectors.replace_shard(spec.table, key, table)
     meta = stage_metadata(metrics, spec.asset, key, {spec.metric: table.num_rows})
@@ -136,8 +139,10 @@ def _vectors_ok(
     spec: _Embedding, vectors: VectorStoreResource, metrics: MetricsResource, key: str
 ) -> Result:
     rows = vectors.read(spec.table, shards=[key], columns=[spec.id_column, "vector"])
-    matrix = table_vectors(rows)
     expected = int(metrics.counts(spec.source, key).get(spec.source_kept, -1))
+    if rows.num_rows == 0 and expected == 0:
+        return zero_rows_result(f"{key} has no kept {spec.table} to embed", rows=0)
+    matrix = table_vectors(rows)
     norms = np.linalg.norm(matrix, axis=1) if len(matrix) else np.ones(0)
     finite = bool(np.isfinite(matrix).all())
     unit = bool(np.all(np.abs(norms - 1) < 1e-3))

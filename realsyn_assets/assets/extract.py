@@ -41,6 +41,11 @@ class SentenceExtractConfig(dg.Config):
         True,
         description="Keep only sentences with an action (a lexical verb), when cat_filter is on.",
     )
+    max_block_chars: int = Field(
+        sentence_shard.MAX_BLOCK_CHARS,
+        description="A text block with more characters than this is rejected whole as too_long, "
+        "before sentence splitting (one rejected row with a detail); 0 = no limit.",
+    )
 
 
 @dg.asset(
@@ -59,9 +64,12 @@ def extracted_images(
     home = storage.layout
     key = context.partition_key
     docs = read_table(home.partition_file(Asset.RAW_DOCUMENTS, key))
+    base_dir, allowed_roots = storage.image_roots(key)
     fetched = image_shard.fetch_slots(
         docs,
         key,
+        base_dir=base_dir,
+        allowed_roots=allowed_roots,
         allow_download=storage.allow_download,
         timeout_s=storage.download_timeout_s,
         max_bytes=storage.max_image_bytes,
@@ -73,7 +81,9 @@ def extracted_images(
         max_aspect=config.max_aspect,
         output_max_side=config.output_max_side,
     )
-    tables = image_shard.filter_images(fetched, home.image_path, filter_config, workers=workers)
+    tables = image_shard.filter_images(
+        fetched, home.image_path, filter_config, workers=workers, root=home.root
+    )
     M = ExtractedImagesMetrics
     counts = {
         M.IMAGES_IN: fetched.slots,
@@ -108,10 +118,13 @@ def extracted_sentences(
         if config.cat_filter
         else None
     )
-    tables = sentence_shard.extract_sentences(docs, key, rules, cat, workers=storage.cpu_workers())
+    tables = sentence_shard.extract_sentences(
+        docs, key, rules, cat, storage.cpu_workers(), config.max_block_chars
+    )
     M = ExtractedSentencesMetrics
     counts = {
         M.TEXT_BLOCKS: tables.text_blocks,
+        M.TEXT_BLOCKS_TOO_LONG: tables.blocks_too_long,
         M.SENTENCES_IN: tables.kept.num_rows + tables.rejected.num_rows,
         M.SENTENCES_KEPT: tables.kept.num_rows,
         M.SENTENCES_REJECTED: tables.rejected.num_rows,

@@ -1,14 +1,24 @@
 """ingest: one shard file -> normalised documents table."""
 
 import dagster as dg
+from pydantic import Field
 
 from realsyn_assets.assets._checks import Result, funnel_check, shard_check
 from realsyn_assets.assets._common import rejection_counts, stage_metadata
-from realsyn_assets.core.ingest.documents import read_shard
+from realsyn_assets.core.ingest.documents import MAX_DOCUMENT_CHARS, read_shard
+from realsyn_assets.core.ingest.shard_file import READ_ERRORS, explain_read_error
 from realsyn_assets.core.io import write_table
 from realsyn_assets.names import Asset, Group, RawDocumentsMetrics
 from realsyn_assets.partitions import shard_partitions
 from realsyn_assets.resources import MetricsResource, StorageResource
+
+
+class RawDocumentsConfig(dg.Config):
+    max_document_chars: int = Field(
+        MAX_DOCUMENT_CHARS,
+        description="A document with more characters of text than this is rejected as too_long "
+        "(so no single document dominates a shard's time); 0 = no limit.",
+    )
 
 
 @dg.asset(
@@ -16,15 +26,23 @@ from realsyn_assets.resources import MetricsResource, StorageResource
     partitions_def=shard_partitions,
     description="Normalised interleaved documents of one shard (OBELICS / MMC4 / demo layout): "
     "one row per text block or image slot in page order; malformed documents are rejected with "
-    "file, row and reason.",
+    "file, row and reason. An unreadable shard file (truncated parquet or gzip, wrong format) "
+    "fails this shard's partition with an error naming the file and the cause.",
 )
 def raw_documents(
-    context: dg.AssetExecutionContext, storage: StorageResource, metrics: MetricsResource
+    context: dg.AssetExecutionContext,
+    config: RawDocumentsConfig,
+    storage: StorageResource,
+    metrics: MetricsResource,
 ) -> dg.MaterializeResult:
     home = storage.layout
     shard = home.shard(context.partition_key)
     context.log.info(f"reading shard {shard.key} from {shard.path}")
-    tables = read_shard(shard.path, shard.format)
+    try:
+        tables = read_shard(shard.path, shard.format, config.max_document_chars)
+    except READ_ERRORS as exc:  # this shard's partition fails alone, naming the file and cause
+        error = explain_read_error(shard.path, exc)
+        raise dg.Failure(description=f"shard {shard.key}: cannot read {error}") from exc
     out = write_table(tables.items, home.partition_file(Asset.RAW_DOCUMENTS, shard.key))
     write_table(
         tables.rejections,
@@ -41,6 +59,7 @@ def raw_documents(
         M.DOCUMENTS_REJECTED: tables.rejections.num_rows,
         M.TEXT_BLOCKS: kinds.count("text"),
         M.IMAGE_SLOTS: kinds.count("image"),
+        M.INVALID_UTF8_LINES: tables.invalid_utf8_lines,
     }
     reasons = rejection_counts(tables.rejections.column("reason").to_pylist())
     return dg.MaterializeResult(

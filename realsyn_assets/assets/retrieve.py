@@ -5,7 +5,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from realsyn_assets.assets._checks import Result, check_result, shard_check
+from realsyn_assets.assets._checks import Result, check_result, shard_check, zero_rows_result
 from realsyn_assets.assets._common import png_metadata, stage_metadata
 from realsyn_assets.core.io import read_table, write_table
 from realsyn_assets.core.retrieval import clustering, retrieved
@@ -295,7 +295,13 @@ def clusters_current(metrics: MetricsResource) -> Result:
 def three_texts_per_image(
     context: dg.AssetCheckExecutionContext, storage: StorageResource
 ) -> Result:
-    table = read_table(storage.layout.partition_file(Asset.RETRIEVED_TEXTS, context.partition_key))
+    return _three_texts_ok(storage, context.partition_key)
+
+
+def _three_texts_ok(storage: StorageResource, key: str) -> Result:
+    table = read_table(storage.layout.partition_file(Asset.RETRIEVED_TEXTS, key))
+    if table.num_rows == 0:
+        return zero_rows_result(f"{key} has no kept image to retrieve texts for", images=0)
     rows = table.select(
         ["text1_id", "text2_id", "text3_id", "text1_score", "text2_score", "text3_score"]
     ).to_pylist()
@@ -326,7 +332,13 @@ MIN_RECALL_VS_EXACT = 0.8
 def hierarchical_recall_vs_exact(
     context: dg.AssetCheckExecutionContext, metrics: MetricsResource
 ) -> Result:
-    counts = metrics.counts(Asset.RETRIEVED_TEXTS, context.partition_key)
+    return _recall_ok(metrics, context.partition_key)
+
+
+def _recall_ok(metrics: MetricsResource, key: str) -> Result:
+    counts = metrics.counts(Asset.RETRIEVED_TEXTS, key)
+    if counts and counts.get(RetrievedTextsMetrics.IMAGES, 0) == 0:
+        return zero_rows_result(f"{key} has no kept image: no recall to measure", images=0)
     prefix = RetrievedTextsMetrics.RECALL_AT_PREFIX
     recall = next((v for k, v in counts.items() if k.startswith(prefix)), None)
     if recall is None:

@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 from pydantic import Field
 
-from realsyn_assets.assets._checks import Result, check_result, shard_check
+from realsyn_assets.assets._checks import Result, check_result, shard_check, zero_rows_result
 from realsyn_assets.assets._common import stage_metadata
 from realsyn_assets.core.generation import synthesis
 from realsyn_assets.core.generation.tags import cached_tag_vocabulary
@@ -98,11 +98,17 @@ def synthetic_texts(
 def synthetic_text_present(
     context: dg.AssetCheckExecutionContext, metrics: MetricsResource
 ) -> Result:
+    return _synthetic_ok(metrics, context.partition_key)
+
+
+def _synthetic_ok(metrics: MetricsResource, key: str) -> Result:
     M = SyntheticTextsMetrics
-    counts = metrics.counts(Asset.SYNTHETIC_TEXTS, context.partition_key)
-    retrieved = metrics.counts(Asset.RETRIEVED_TEXTS, context.partition_key)
+    counts = metrics.counts(Asset.SYNTHETIC_TEXTS, key)
+    retrieved = metrics.counts(Asset.RETRIEVED_TEXTS, key)
     images = retrieved.get(RetrievedTextsMetrics.IMAGES, -1)
     ok = counts.get(M.EMPTY_SYN_TEXT, 1) == 0 and counts.get(M.IMAGES) == images
+    if ok and images == 0:
+        return zero_rows_result(f"{key} has no image to write a synthetic text for", images=0)
     scores_ok = math.isfinite(counts.get(M.MEAN_SYN_SCORE, float("nan")))
     return check_result(
         ok and scores_ok,

@@ -10,7 +10,7 @@ from realsyn_assets.assets._checks import Result, check_result
 from realsyn_assets.assets._common import png_bytes_metadata, stage_metadata
 from realsyn_assets.core.balance import subset as subset_core
 from realsyn_assets.core.evaluation import chance_recall
-from realsyn_assets.core.io import atomic_write_bytes, read_table
+from realsyn_assets.core.io import atomic_write_bytes, read_table, resolve_column
 from realsyn_assets.core.training import clip as clip_core
 from realsyn_assets.core.training.evaluate import RECALLS, evaluate_checkpoint
 from realsyn_assets.demo.hook import demo_scorer
@@ -46,7 +46,9 @@ class TrainAssetConfig(dg.Config):
 def _split(storage: StorageResource, scale: str, split: str) -> pa.Table:
     """The rows of the scale's balanced subset in `split`."""
     path = storage.layout.asset_dir(Asset.BALANCED_SUBSET) / scale / "realsyn.parquet"
-    return subset_core.split_rows(read_table(path), split)
+    return resolve_column(
+        subset_core.split_rows(read_table(path), split), "image_path", storage.layout.root
+    )
 
 
 @dg.asset(

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from realsyn_assets.core.io import atomic_write_bytes
+from realsyn_assets.core.ingest.shard_file import ShardFileError, check_shard_file
+from realsyn_assets.core.io import atomic_write_bytes, resolve_under
 
 DEFAULT_HOME = "./realsyn_home"
 SHARD_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".parquet")
@@ -99,10 +100,18 @@ class Home:
     def image_path(self, image_id: str) -> Path:
         return self.images / image_id[4:6] / f"{image_id}.jpg"
 
+    def resolve(self, stored: str) -> str:
+        """A path that outputs store relative to the home (`path`, `image_path`), to open."""
+        return resolve_under(self.root, stored)
+
     # -- shard registry -----------------------------------------------------------------------
     @property
     def registry_path(self) -> Path:
         return self.root / "shards.json"
+
+    def registry_lock(self) -> contextlib.AbstractContextManager[None]:
+        """The lock every writer of shards.json holds (not re-entrant)."""
+        return file_lock(self.root / ".shards.lock")
 
     def shards(self) -> dict[str, ShardEntry]:
         if not self.registry_path.exists():
@@ -119,16 +128,41 @@ class Home:
             )
         return shards[key]
 
-    def register_shards(self, paths: list[Path], fmt: str = "auto") -> list[ShardEntry]:
-        """Register shard files; a path registered before keeps its key and order."""
-        with file_lock(self.root / ".shards.lock"):
+    def register_shards(
+        self,
+        paths: list[Path],
+        fmt: str = "auto",
+        refused: list[ShardFileError] | None = None,
+    ) -> list[ShardEntry]:
+        """Register shard files; a path registered before keeps its key and order.
+
+        A new file is checked first (`core.ingest.shard_file.check_shard_file`: parquet magic
+        bytes and footer, gzip stream, JSON lines text). An unreadable one raises
+        `ShardFileError` (one line: the file and the cause) and nothing is registered; with a
+        `refused` list it is appended there instead and the other files are registered.
+        """
+        paths = [Path(path).resolve() for path in paths]
+        for path in paths:
+            if not path.is_file():
+                raise FileNotFoundError(f"shard file not found: {path}")
+        known = {entry.path for entry in self.shards().values()}
+        readable = []
+        for path in paths:
+            try:
+                if str(path) not in known:
+                    check_shard_file(path)  # outside the lock: may read a whole .gz once
+            except ShardFileError as exc:
+                if refused is None:
+                    raise
+                refused.append(exc)
+                continue
+            readable.append(path)
+        paths = readable
+        with self.registry_lock():
             shards = self.shards()
             by_path = {entry.path: entry for entry in shards.values()}
             added = []
             for path in paths:
-                path = Path(path).resolve()
-                if not path.is_file():
-                    raise FileNotFoundError(f"shard file not found: {path}")
                 if str(path) in by_path:
                     added.append(by_path[str(path)])
                     continue

@@ -22,10 +22,24 @@ class StorageResource(HomeBasedResource):
     max_image_bytes: int = Field(
         50 * 2**20, description="Largest image file read or downloaded, in bytes."
     )
+    allowed_image_roots: list[str] = Field(
+        [],
+        description="Folders besides a shard file's own folder that its documents' local image "
+        "paths may be read from (absolute, or relative to the home). Empty = only the shard's "
+        "folder; any other path, a symlink leading elsewhere, or a device/FIFO/socket/folder is "
+        "rejected (outside_corpus, symlink_outside_corpus, not_a_regular_file) without opening it.",
+    )
     workers: int = Field(0, description="Processes for image decoding; 0 = number of CPU cores.")
 
     def cpu_workers(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)
+
+    def image_roots(self, key: str) -> tuple[Path, list[Path]]:
+        """(the registered shard file's folder, the allowed image roots) for one shard: the only
+        places its local image references are read from."""
+        home = self.layout
+        base = Path(home.shard(key).path).parent
+        return base, [home.root / Path(root).expanduser() for root in self.allowed_image_roots]
 
     def shard_files(
         self, asset: str, keys: list[str] | None = None, suffix: str = ".parquet"

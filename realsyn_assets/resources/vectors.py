@@ -23,6 +23,13 @@ def table_vectors(table: pa.Table, column: str = "vector") -> np.ndarray:
     return col.values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, width)
 
 
+def _empty_table(columns: list[str] | None) -> pa.Table:
+    """Zero rows of a table that does not exist yet: the asked-for columns (else shard and
+    vector), typed null since no schema is known."""
+    names = columns if columns is not None else ["shard", "vector"]
+    return pa.table({name: pa.array([], pa.null()) for name in names})
+
+
 class VectorStoreResource(HomeBasedResource):
     """LanceDB at <home>/lancedb unless `uri` is given (object-store URIs work too)."""
 
@@ -51,15 +58,19 @@ class VectorStoreResource(HomeBasedResource):
     def replace_shard(self, table_name: str, shard: str, data: pa.Table) -> int:
         """Delete the shard's rows, then add the new ones: reruns never duplicate rows.
 
-        Returns the table version after the write (recorded as metadata).
+        A shard with zero rows is valid: the first write creates the table with `data`'s schema
+        even when it is empty, so readers and checks find it. Returns the table version after
+        the write (recorded as metadata).
         """
         db = self.connect()
         table = self._open(db, table_name)
         if table is None:
-            if data.num_rows == 0:
-                return 0
-            table = db.create_table(table_name, data=data)
-            return int(table.version)
+            try:
+                return int(db.create_table(table_name, data=data).version)
+            except ValueError:  # another process created it in between: replace as usual
+                table = self._open(db, table_name)
+                if table is None:
+                    raise
         table.delete(f"shard = '{shard.replace(chr(39), chr(39) * 2)}'")
         if data.num_rows:
             table.add(data)
@@ -69,10 +80,8 @@ class VectorStoreResource(HomeBasedResource):
         self, table_name: str, shards: list[str] | None = None, columns: list[str] | None = None
     ) -> pa.Table:
         table = self._open(self.connect(), table_name)
-        if table is None:
-            raise FileNotFoundError(
-                f"LanceDB table {table_name!r} does not exist at {self.location}"
-            )
+        if table is None:  # nothing written to it yet: zero rows, not an error
+            return _empty_table(columns)
         lance_ds = table.to_lance()
         flt = None
         if shards is not None:

@@ -9,6 +9,7 @@ is written with `core.io.write_table`.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import json
@@ -24,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from realsyn_assets.core.io import atomic_path, atomic_write_bytes
+from realsyn_assets.core.io import atomic_path, atomic_write_bytes, ensure_free_space
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,15 @@ REALSYN_COLUMNS = ["raw_image_url", "text1", "text2", "text3", "syn_text"]
 PAPER_CAPS = {"15M": 20, "30M": 35, "100M": 180}
 
 COLUMN_DESCRIPTIONS: dict[str, str] = {
-    "raw_image_url": "Source reference of the image (URL or source path, as in the input documents).",
+    "raw_image_url": "Source reference of the image: its URL, or its path relative to the folder "
+    "of its shard file.",
     "text1": "Retrieved realistic sentence with the highest image-text similarity (R1).",
     "text2": "Second retrieved realistic sentence (R2), similarity lower than or equal to text1's.",
     "text3": "Third retrieved realistic sentence (R3), similarity lower than or equal to text2's.",
     "syn_text": "Synthetic text: LLM fusion of text1, a machine caption and image tags (S1).",
     "image_id": "Content hash of the original image bytes (stable across reruns and shards).",
-    "image_path": "Local path of the normalised JPEG (not exported to WebDataset json).",
+    "image_path": "Path of the normalised JPEG relative to the home folder (not exported to "
+    "WebDataset json).",
     "image_doc_id": "Id of the source document the image came from.",
     "image_position": "Position of the image inside its source document.",
     "syn_score": "Cosine similarity between the image and syn_text embeddings.",
@@ -155,6 +158,17 @@ def _samples(
             )
 
 
+def _estimated_bytes(rows: pa.Table, image_path_column: str, image_root: Path | None) -> int:
+    """About the bytes the tars of `rows` take: image files, texts, 3 tar headers per sample."""
+    total = rows.nbytes + 3 * 1536 * rows.num_rows
+    for value in rows.column(image_path_column).to_pylist():
+        if value:
+            p = Path(value)
+            with contextlib.suppress(OSError):
+                total += (image_root / p if image_root is not None else p).stat().st_size
+    return total
+
+
 def _batches(items: Iterator, size: int) -> Iterator[Iterator]:
     """Consecutive runs of `size` items (the last one shorter), streamed: never held in memory."""
     for first in items:
@@ -178,7 +192,9 @@ def write_webdataset(
     hash, so the order is effectively shuffled yet identical on every run — and tar headers carry
     no time/owner, so the same rows give the same bytes. Each shard is written atomically;
     shards left by an earlier, larger export are deleted. Rows with no image_id, a repeated
-    image_id or an unreadable image are skipped and counted in `report` (if given).
+    image_id or an unreadable image are skipped and counted in `report` (if given). Relative
+    image paths are read under `image_root`. Free space for the estimated size is checked first
+    (`StorageError` on a full disk).
     """
     if samples_per_shard < 1:
         raise ValueError("samples_per_shard must be >= 1")
@@ -195,6 +211,7 @@ def write_webdataset(
         "skipped_missing_image": 0,
     }
 
+    ensure_free_space(out / "00000.tar", _estimated_bytes(rows, image_path_column, root))
     shards: list[Path] = []
     for batch in _batches(_samples(rows, image_path_column, root, counts), samples_per_shard):
         shards.append(out / f"{len(shards):05d}.tar")

@@ -8,7 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from realsyn_assets.core.io import atomic_path
+from realsyn_assets.core.io import RecordingWriter, atomic_path, ensure_free_space
+
+# Bytes a torch archive adds to its tensors (record names, the pickled structure, alignment).
+CHECKPOINT_OVERHEAD_BYTES = 1 << 20
 
 
 def resolve_device(device: str) -> str:
@@ -77,13 +80,46 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in `obj` (nested dicts, lists, tuples): a checkpoint's size to
+    within its small archive overhead."""
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return sum(tensor_bytes(v) for v in obj)
+    nbytes = getattr(obj, "nbytes", None)
+    return int(nbytes) if isinstance(nbytes, int) else 0
+
+
+def checkpoint_bytes(model: Any) -> int:
+    """The estimated size of a checkpoint of `model`'s state dict (plus archive overhead)."""
+    return tensor_bytes(dict(model.state_dict())) + CHECKPOINT_OVERHEAD_BYTES
+
+
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """torch.save through the one atomic writer: never a half-written checkpoint.
 
     Saved through a file object, not the temporary path: torch names the records inside the
     archive after a path's file name, which would put the random temporary name into the bytes
-    (the same weights would then hash differently on every run)."""
+    (the same weights would then hash differently on every run). Free space is checked first;
+    a full disk or a missing permission raises `StorageError` naming `path`. Save only tensors
+    and plain containers: checkpoints are read with ``torch.load(..., weights_only=True)``."""
     import torch
 
+    ensure_free_space(path, tensor_bytes(obj) + CHECKPOINT_OVERHEAD_BYTES)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save(obj, fh)
+        recorder = RecordingWriter(fh)
+        try:
+            torch.save(obj, recorder)
+        except RuntimeError as exc:
+            if recorder.error is None:
+                raise
+            raise recorder.error from exc
+
+
+def load_checkpoint(path: Path | str) -> Any:
+    """A checkpoint written by `atomic_torch_save` (or any tensors-only file), on the CPU, with
+    ``weights_only=True``: no pickle code runs, whatever the file holds."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -57,13 +57,13 @@ def synthetic_table(
     n = len(image_ids)
     return pa.table(
         {
-            "image_id": image_ids,
-            "shard": [shard] * n,
+            "image_id": pa.array(image_ids, pa.string()),
+            "shard": pa.array([shard] * n, pa.string()),
             "caption": pa.array([None] * n, pa.string()),
             "tags": pa.array(tags, pa.list_(pa.string())),
             "syn_text": pa.array(texts, pa.string()),
             "syn_score": pa.array(np.asarray(scores, dtype=np.float32)),
-            "generator": [generator_name] * n,
+            "generator": pa.array([generator_name] * n, pa.string()),
         }
     )
 

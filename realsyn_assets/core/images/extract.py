@@ -35,6 +35,7 @@ size, which makes them several times cheaper to normalise than a full decode + r
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -197,6 +198,17 @@ def _save_jpeg(img: Image.Image, path: Path, quality: int) -> None:
         img.save(tmp, format="JPEG", quality=quality)
 
 
+# `<_io.BytesIO object at 0x7f…>` and the like: per-run text that must not reach a rejection
+_OBJECT_REPR = re.compile(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>")
+
+
+def _stable_detail(exc: BaseException) -> str:
+    """`ExceptionClass: message` without object reprs (memory addresses), so that two runs over
+    the same bytes write the same rejection detail."""
+    message = _OBJECT_REPR.sub("", str(exc)).strip()
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
 def _open_checked(
     data: bytes, config: ImageFilterConfig
 ) -> tuple[Image.Image | None, ImageResult | None, int]:
@@ -206,9 +218,9 @@ def _open_checked(
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        return None, _reject(REJECT_TOO_LARGE, str(exc)), 1
+        return None, _reject(REJECT_TOO_LARGE, _OBJECT_REPR.sub("", str(exc))), 1
     except Exception as exc:
-        return None, _reject(REJECT_UNDECODABLE, f"{type(exc).__name__}: {exc}"), 1
+        return None, _reject(REJECT_UNDECODABLE, _stable_detail(exc)), 1
 
     w, h = img.size
     orientation = _orientation(img)
@@ -275,9 +287,9 @@ def process_image(
             rgb = rgb.resize((out_w, out_h), Image.Resampling.LANCZOS)
         phash = phash64(rgb)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        return _reject(REJECT_TOO_LARGE, str(exc), width, height)
+        return _reject(REJECT_TOO_LARGE, _OBJECT_REPR.sub("", str(exc)), width, height)
     except Exception as exc:  # truncated data, unsupported mode, decoder errors, ...
-        return _reject(REJECT_UNDECODABLE, f"{type(exc).__name__}: {exc}", width, height)
+        return _reject(REJECT_UNDECODABLE, _stable_detail(exc), width, height)
 
     written: str | None = None
     if output_path is not None:

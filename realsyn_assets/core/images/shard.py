@@ -2,9 +2,9 @@
 
 Two steps, so that the caller can report between them:
 
-* `fetch_slots` reads the bytes of every image slot (embedded, a local file or a bounded
-  download) and drops repeats of the same bytes within the shard: an image id is a hash of the
-  bytes, so only its first slot is decoded;
+* `fetch_slots` reads the bytes of every image slot (embedded, a local file inside the shard's
+  folder or an allowed root, or a bounded download) and drops repeats of the same bytes within
+  the shard: an image id is a hash of the bytes, so only its first slot is decoded;
 * `filter_images` decodes, filters and normalises the unique images (`core.images.extract`,
   in a process pool when `workers > 1`) and assembles both tables.
 
@@ -13,7 +13,8 @@ Every slot ends in exactly one of the two tables; a rejected slot keeps its reas
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import pyarrow.compute as pc
 from realsyn_assets.core.ids import DUPLICATE_IN_SHARD, image_id
 from realsyn_assets.core.images.extract import ImageFilterConfig, process_images
 from realsyn_assets.core.ingest.documents import fetch_image_bytes
+from realsyn_assets.core.io import ensure_free_space, relative_to_root
 
 KEPT_IMAGE_SCHEMA = pa.schema(
     [
@@ -69,11 +71,16 @@ def fetch_slots(
     docs: pa.Table,
     shard: str,
     *,
+    base_dir: str | os.PathLike | None = None,
+    allowed_roots: Sequence[str | os.PathLike] = (),
     allow_download: bool = False,
     timeout_s: float = 10.0,
     max_bytes: int = 50 * 2**20,
 ) -> FetchedSlots:
-    """The bytes of every image slot of `docs` (a `raw_documents` table), first copies only."""
+    """The bytes of every image slot of `docs` (a `raw_documents` table), first copies only.
+
+    Local files are read only inside `base_dir` (the shard file's folder) or `allowed_roots`
+    (see `core.ingest.confined`); anything else is a rejection with its reason."""
     slots = docs.filter(pc.equal(docs.column("kind"), "image")).to_pylist()
     fetched = FetchedSlots(slots=len(slots))
     first_seen: dict[str, dict] = {}
@@ -87,6 +94,8 @@ def fetch_slots(
         data, reason, detail = fetch_image_bytes(
             slot["image_ref"],
             slot["image_bytes"],
+            base_dir=base_dir,
+            allowed_roots=allowed_roots,
             allow_download=allow_download,
             timeout_s=timeout_s,
             max_bytes=max_bytes,
@@ -115,10 +124,16 @@ def filter_images(
     image_path: Callable[[str], Path],
     config: ImageFilterConfig,
     workers: int = 1,
+    root: Path | None = None,
 ) -> ImageTables:
     """Decode, filter and save the unique images (to `image_path(image_id)`); both tables.
 
-    Rejected rows are the fetch rejections first, then the filter's, each in page order."""
+    Rejected rows are the fetch rejections first, then the filter's, each in page order. The
+    `path` column is relative to `root` (the home) when given. Free space for about the images'
+    bytes is checked before any is decoded (`StorageError` on a full disk)."""
+    if fetched.unique:
+        needed = sum(len(data) for _, _, data in fetched.unique)
+        ensure_free_space(image_path(fetched.unique[0][0]), needed)
     results = process_images(
         [(data, image_path(iid)) for iid, _, data in fetched.unique], config, workers=workers
     )
@@ -129,7 +144,7 @@ def filter_images(
                 {
                     **base,
                     "image_id": iid,
-                    "path": result.output_path,
+                    "path": relative_to_root(result.output_path, root),
                     "width": result.width,
                     "height": result.height,
                     "phash": result.phash,

@@ -7,18 +7,27 @@ the rejection table naming the file, the row and the reason.
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from realsyn_assets.core.ids import document_id
+from realsyn_assets.core.ingest.confined import (
+    REJECT_DOWNLOAD_DISABLED,
+    REJECT_DOWNLOAD_FAILED,
+    REJECT_MISSING_REFERENCE,
+    REJECT_TOO_MANY_BYTES,
+    REJECT_UNSUPPORTED_SCHEME,
+    read_confined,
+)
+from realsyn_assets.core.ingest.records import ReadStats, iter_records
+from realsyn_assets.core.text.sentences import REJECT_TOO_LONG
 
 ITEM_SCHEMA = pa.schema(
     [
@@ -27,10 +36,10 @@ ITEM_SCHEMA = pa.schema(
         ("position", pa.int32()),
         ("kind", pa.string()),  # "text" | "image"
         ("text", pa.string()),
-        ("image_ref", pa.string()),  # absolute local path or http(s) URL
+        ("image_ref", pa.string()),  # local path relative to the shard's folder, or a URL
         ("image_bytes", pa.binary()),  # embedded bytes, when the shard carries them
         ("url", pa.string()),
-        ("source_file", pa.string()),
+        ("source_file", pa.string()),  # the shard file's name (its folder: shards.json)
         ("source_row", pa.int64()),
     ]
 )
@@ -58,47 +67,21 @@ class MalformedDocument(ValueError):
         self.detail = detail
 
 
+# A document with more characters of text than this is rejected `too_long`: no single document
+# may dominate a shard's time (sentence splitting is linear in the text, ~30k sentences per M).
+MAX_DOCUMENT_CHARS = 1_000_000
+
+
 @dataclass
 class ShardTables:
-    """One shard normalised: its items (ITEM_SCHEMA), its rejected documents (REJECTION_SCHEMA)
-    and how many documents were read and kept."""
+    """One shard normalised: its items (ITEM_SCHEMA), its rejected documents (REJECTION_SCHEMA),
+    how many documents were read and kept, and how many lines had invalid UTF-8 replaced."""
 
     items: pa.Table
     rejections: pa.Table
     documents_read: int
     documents_kept: int
-
-
-def _iter_json_lines(path: Path) -> Iterator[tuple[int, Any]]:
-    """(row, parsed or exception) for each non-blank line; a bad line is reported, not raised."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-        for row, line in enumerate(fh):
-            if not line.strip():
-                continue
-            try:
-                yield row, json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield row, exc
-
-
-def _iter_parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    parquet = pq.ParquetFile(path)
-    row = 0
-    for batch in parquet.iter_batches(batch_size=256):
-        for record in batch.to_pylist():
-            yield row, record
-            row += 1
-
-
-def iter_records(path: Path) -> Iterator[tuple[int, Any]]:
-    name = path.name.lower()
-    if name.endswith(".parquet"):
-        yield from _iter_parquet_rows(path)
-    elif name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson")):
-        yield from _iter_json_lines(path)
-    else:
-        raise ValueError(f"{path}: unsupported shard file type (use .jsonl[.gz] or .parquet)")
+    invalid_utf8_lines: int = 0
 
 
 def detect_format(record: dict) -> str:
@@ -107,6 +90,19 @@ def detect_format(record: dict) -> str:
     if "texts" in record or "images" in record:
         return "obelics"
     raise MalformedDocument("unknown_layout", f"keys {sorted(record)[:8]}")
+
+
+def shard_relative(ref: str, base_dir: Path) -> str:
+    """A local image reference as stored: relative to the shard file's folder, so outputs do not
+    depend on where the corpus lies (reading resolves it against that folder again). A reference
+    that does not lie under the folder stays as written; reading rejects it."""
+    path = Path(ref)
+    if not path.is_absolute():
+        return ref
+    try:
+        return path.relative_to(base_dir).as_posix()
+    except ValueError:
+        return ref
 
 
 def _resolve_image(value: Any, base_dir: Path) -> tuple[str | None, bytes | None]:
@@ -124,10 +120,7 @@ def _resolve_image(value: Any, base_dir: Path) -> tuple[str | None, bytes | None
             return value, None
         if "://" in value:
             return value, None  # kept as given; fetching will reject the scheme with a reason
-        path = Path(value)
-        if not path.is_absolute():
-            path = base_dir / path
-        return str(path), None
+        return shard_relative(value, base_dir), None
     raise MalformedDocument(
         "bad_image_slot", f"unsupported image value of type {type(value).__name__}"
     )
@@ -196,21 +189,31 @@ def _mmc4_items(
             local = info.get("image_name") or info.get("path")
             local_path = (base_dir / local) if isinstance(local, str) and local else None
             if local_path is not None and local_path.exists():
-                ref, data = str(local_path), None
+                ref, data = shard_relative(local, base_dir), None
             elif info.get("bytes"):
                 ref, data = None, bytes(info["bytes"])
             elif info.get("raw_url"):
                 ref, data = str(info["raw_url"]), None
             elif local_path is not None:
-                ref, data = str(local_path), None  # missing file: extraction records the reason
+                ref, data = shard_relative(local, base_dir), None  # missing: extraction says so
             else:
                 raise MalformedDocument("bad_image_info", "no image_name, bytes or raw_url")
             items.append(("image", None, ref, data))
     return items
 
 
-def read_shard(path: Path | str, fmt: ShardFormat = "auto") -> ShardTables:
-    """Normalise one shard file. Image paths are resolved relative to the shard's folder."""
+def _check_length(items: list, max_chars: int) -> None:
+    """Reject a document with more than `max_chars` characters of text (0 = no limit)."""
+    chars = sum(len(text) for kind, text, _, _ in items if kind == "text")
+    if max_chars and chars > max_chars:
+        raise MalformedDocument(REJECT_TOO_LONG, f"{chars} characters of text, limit {max_chars}")
+
+
+def read_shard(
+    path: Path | str, fmt: ShardFormat = "auto", max_document_chars: int = MAX_DOCUMENT_CHARS
+) -> ShardTables:
+    """Normalise one shard file. Image paths are resolved relative to the shard's folder; a
+    document with more than `max_document_chars` characters of text is rejected `too_long`."""
     path = Path(path).resolve()
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
@@ -219,7 +222,8 @@ def read_shard(path: Path | str, fmt: ShardFormat = "auto") -> ShardTables:
     rejected: dict[str, list] = {name: [] for name in REJECTION_SCHEMA.names}
     read = kept = 0
     seen: set[str] = set()
-    for row, record in iter_records(path):
+    stats = ReadStats()
+    for row, record in iter_records(path, stats):
         read += 1
         try:
             if isinstance(record, Exception):
@@ -230,19 +234,20 @@ def read_shard(path: Path | str, fmt: ShardFormat = "auto") -> ShardTables:
             items = (_obelics_items if layout == "obelics" else _mmc4_items)(record, base_dir)
             if not items:
                 raise MalformedDocument("empty_document")
+            _check_length(items, max_document_chars)
             doc_id, url = _identity(record, f"{path}#{row}")
             if doc_id in seen:
                 raise MalformedDocument("duplicate_document", doc_id)
             seen.add(doc_id)
         except MalformedDocument as exc:
             for key, value in zip(
-                REJECTION_SCHEMA.names, (str(path), row, exc.reason, exc.detail), strict=True
+                REJECTION_SCHEMA.names, (path.name, row, exc.reason, exc.detail), strict=True
             ):
                 rejected[key].append(value)
             continue
         kept += 1
         for position, (kind, text, ref, data) in enumerate(items):
-            values = (doc_id, row, position, kind, text, ref, data, url, str(path), row)
+            values = (doc_id, row, position, kind, text, ref, data, url, path.name, row)
             for key, value in zip(ITEM_SCHEMA.names, values, strict=True):
                 columns[key].append(value)
     return ShardTables(
@@ -250,6 +255,7 @@ def read_shard(path: Path | str, fmt: ShardFormat = "auto") -> ShardTables:
         rejections=pa.table(rejected, schema=REJECTION_SCHEMA),
         documents_read=read,
         documents_kept=kept,
+        invalid_utf8_lines=stats.invalid_utf8_lines,
     )
 
 
@@ -257,31 +263,29 @@ def fetch_image_bytes(
     ref: str | None,
     data: bytes | None,
     *,
+    base_dir: str | os.PathLike | None = None,
+    allowed_roots: Sequence[str | os.PathLike] = (),
     allow_download: bool = False,
     timeout_s: float = 10.0,
     max_bytes: int = 50 * 2**20,
 ) -> tuple[bytes | None, str | None, str]:
-    """The bytes of one image slot, or (None, reason, detail). Downloads only http(s), bounded."""
+    """The bytes of one image slot, or (None, reason, detail). Downloads only http(s), bounded.
+
+    A local reference is read only inside `base_dir` (the shard file's folder; relative
+    references are taken relative to it) or one of `allowed_roots`, only when it is a regular
+    file, and never more than `max_bytes` + 1 bytes (`core.ingest.confined`); without either,
+    every local reference is refused."""
     if data is not None:
         return data, None, ""
     if not ref:
-        return None, "missing_reference", "image slot without path or bytes"
+        return None, REJECT_MISSING_REFERENCE, "image slot without path or bytes"
     if ref.startswith(("http://", "https://")):
         if not allow_download:
-            return None, "download_disabled", ref
+            return None, REJECT_DOWNLOAD_DISABLED, ref
         return _download(ref, timeout_s, max_bytes)
     if "://" in ref:
-        return None, "unsupported_scheme", ref
-    path = Path(ref)
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            return None, "too_many_bytes", f"{ref}: {size} bytes"
-        return path.read_bytes(), None, ""
-    except FileNotFoundError:
-        return None, "missing_file", ref
-    except OSError as exc:
-        return None, "unreadable_file", f"{ref}: {exc}"
+        return None, REJECT_UNSUPPORTED_SCHEME, ref
+    return read_confined(ref, base_dir, allowed_roots, max_bytes)
 
 
 def _download(url: str, timeout_s: float, max_bytes: int) -> tuple[bytes | None, str | None, str]:
@@ -292,12 +296,12 @@ def _download(url: str, timeout_s: float, max_bytes: int) -> tuple[bytes | None,
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 (http(s) only)
             if not response.geturl().startswith(("http://", "https://")):
-                return None, "unsupported_scheme", response.geturl()
+                return None, REJECT_UNSUPPORTED_SCHEME, response.geturl()
             buffer = io.BytesIO()
-            while chunk := response.read(65536):
+            while chunk := response.read(min(65536, max_bytes + 1 - buffer.tell())):
                 buffer.write(chunk)
                 if buffer.tell() > max_bytes:
-                    return None, "too_many_bytes", f"{url}: over {max_bytes} bytes"
+                    return None, REJECT_TOO_MANY_BYTES, f"{url}: over {max_bytes} bytes"
             return buffer.getvalue(), None, ""
     except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
-        return None, "download_failed", f"{url}: {exc}"
+        return None, REJECT_DOWNLOAD_FAILED, f"{url}: {exc}"

@@ -31,7 +31,7 @@ from realsyn_assets.core.embedding.images import (
     load_rgb,
     worker_init_single_thread,
 )
-from realsyn_assets.core.io import atomic_path
+from realsyn_assets.core.io import atomic_path, ensure_free_space
 
 if TYPE_CHECKING:
     import torch
@@ -284,6 +284,8 @@ def train_clip(
                 init_logit_scale=math.log(1.0 / config.temperature_init),
             )
         model.train()
+        # A full disk fails now, not after the training that the checkpoint would have kept.
+        ensure_free_space(out_dir / CHECKPOINT_NAME, runtime.checkpoint_bytes(model))
         tokenizer = open_clip.get_tokenizer(config.model_name)
         optimizer = build_optimizer(model, config)
         scheduler = build_scheduler(optimizer, config, total)

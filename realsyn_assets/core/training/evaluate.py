@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from realsyn_assets.core.embedding.encoder import Encoder, EncoderSpec
+from realsyn_assets.core.embedding.runtime import load_checkpoint
 from realsyn_assets.core.evaluation import retrieval_recall, zero_shot_accuracy
 from realsyn_assets.names import ClipEvaluationMetrics
 
@@ -57,9 +58,7 @@ def evaluate_encoder(
 
 def checkpoint_model_name(checkpoint: Path) -> str:
     """The open_clip model name a `train_clip` checkpoint was trained with."""
-    import torch
-
-    return torch.load(checkpoint, map_location="cpu", weights_only=False).get("model_name")
+    return load_checkpoint(checkpoint).get("model_name")
 
 
 def evaluate_checkpoint(

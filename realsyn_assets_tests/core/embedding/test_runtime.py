@@ -15,5 +15,5 @@ def test_same_state_saves_to_identical_bytes(tmp_path):
         digests.append(hashlib.sha1((tmp_path / name).read_bytes()).hexdigest())
     assert len(set(digests)) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "b.pt"]  # no temp files left
-    loaded = torch.load(tmp_path / "a.pt")
+    loaded = torch.load(tmp_path / "a.pt", weights_only=True)
     assert torch.equal(loaded["weights"], state["weights"]) and loaded["steps"] == 7

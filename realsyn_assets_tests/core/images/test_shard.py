@@ -43,7 +43,7 @@ def test_every_slot_ends_in_exactly_one_table(tmp_path):
             (None, small),
         ]
     )
-    fetched = fetch_slots(docs, "s0")
+    fetched = fetch_slots(docs, "s0", base_dir=tmp_path)
     assert fetched.slots == 4
     assert [iid for iid, _, _ in fetched.unique] == [image_id(big), image_id(small)]
     assert [r["reason"] for r in fetched.rejected] == ["missing_file", DUPLICATE_IN_SHARD]

@@ -19,8 +19,11 @@ from realsyn_assets.core.embedding.bootstrap.pairs import subsample_pairs
 from realsyn_assets.core.embedding.bootstrap.rounds import RoundPlan, RoundResult, run_rounds
 from realsyn_assets.core.embedding.bootstrap.trainer import BootstrapTrainer
 from realsyn_assets.core.embedding.encoder import Encoder, EncoderSpec
+from realsyn_assets.core.embedding.runtime import checkpoint_bytes
+from realsyn_assets.core.io import ensure_free_space
 from realsyn_assets.core.retrieval.search import retrieve_exact
 from realsyn_assets.core.training.clip import (
+    CHECKPOINT_NAME,
     LOSS_PLOT_NAME,
     TrainConfig,
     TrainSample,
@@ -120,6 +123,7 @@ def train_bootstrap(
     rows = sample_rows(images.to_pylist(), eval_images, config.seed)
     paths = list(dict.fromkeys([s.image_path for s in samples] + [r["path"] for r in rows]))
     trainer = BootstrapTrainer(paths, config, augment=augment)
+    ensure_free_space(Path(out_dir) / CHECKPOINT_NAME, checkpoint_bytes(trainer.model))
     round_scores: dict[int, dict[str, float]] = {}
 
     def after_round(index: int, result: RoundResult) -> None:
