@@ -125,3 +125,14 @@ def fresh_home(tmp_path, monkeypatch):
         )
 
     return layout, make_corpus
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """`realsyn` run in process (prepare_environment) sets REALSYN_HOME / DAGSTER_HOME in
+    os.environ: start without them and remove them afterwards."""
+    for name in ("REALSYN_HOME", "DAGSTER_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    yield
+    for name in ("REALSYN_HOME", "DAGSTER_HOME"):
+        os.environ.pop(name, None)

@@ -10,7 +10,6 @@ shard truncated after registration.
 from __future__ import annotations
 
 import json
-import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,16 +23,6 @@ from realsyn_assets.resources.home import Home
 from realsyn_assets.stages import SCALE, SHARD
 
 DOC = {"texts": ["One two three four five six seven."], "images": [None]}
-
-
-@pytest.fixture
-def clean_env(monkeypatch):
-    """prepare_environment sets REALSYN_HOME / DAGSTER_HOME in os.environ: undo that after."""
-    for name in ("REALSYN_HOME", "DAGSTER_HOME"):
-        monkeypatch.delenv(name, raising=False)
-    yield
-    for name in ("REALSYN_HOME", "DAGSTER_HOME"):
-        os.environ.pop(name, None)
 
 
 def _jsonl(path, n=3):

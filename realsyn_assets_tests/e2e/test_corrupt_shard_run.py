@@ -10,7 +10,6 @@ exits non-zero naming the failure, and `realsyn status` shows the failed partiti
 from __future__ import annotations
 
 import functools
-import os
 
 import pyarrow.parquet as pq
 import pytest
@@ -18,16 +17,6 @@ import pytest
 from realsyn_assets import cli, pipeline
 from realsyn_assets.demo.corpus import generate_demo_corpus
 from realsyn_assets.names import Asset
-
-
-@pytest.fixture
-def clean_env(monkeypatch):
-    """`realsyn` in process sets REALSYN_HOME / DAGSTER_HOME in os.environ: undo that after."""
-    for name in ("REALSYN_HOME", "DAGSTER_HOME"):
-        monkeypatch.delenv(name, raising=False)
-    yield
-    for name in ("REALSYN_HOME", "DAGSTER_HOME"):
-        os.environ.pop(name, None)
 
 
 @pytest.mark.slow

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -33,16 +32,6 @@ def _truncated_parquet(path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return path
-
-
-@pytest.fixture
-def clean_env(monkeypatch):
-    """prepare_environment sets REALSYN_HOME / DAGSTER_HOME in os.environ: undo that after."""
-    for name in ("REALSYN_HOME", "DAGSTER_HOME"):
-        monkeypatch.delenv(name, raising=False)
-    yield
-    for name in ("REALSYN_HOME", "DAGSTER_HOME"):
-        os.environ.pop(name, None)
 
 
 def test_corrupt_truncated_parquet_is_refused_at_registration(tmp_path):
