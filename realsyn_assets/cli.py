@@ -105,6 +105,7 @@ def _print_outputs(layout) -> None:
         ("LanceDB", layout.lancedb_uri),
         ("DuckDB metrics", layout.metrics_db),
         ("balanced subsets", layout.asset_dir(Asset.BALANCED_SUBSET)),
+        ("exports + cards", layout.asset_dir(Asset.SUBSET_EXPORT)),
         ("CLIP checkpoints", layout.asset_dir(Asset.CLIP_CHECKPOINT)),
         ("quality report", layout.asset_dir(Asset.QUALITY_REPORT) / "report.md"),
         ("Dagster instance", layout.dagster_home),

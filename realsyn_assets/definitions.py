@@ -13,6 +13,7 @@ import dagster as dg
 from realsyn_assets.assets import ALL_ASSETS, ALL_CHECKS
 from realsyn_assets.names import Asset, Job
 from realsyn_assets.resources import (
+    CaptionerResource,
     EncoderResource,
     GeneratorResource,
     HomeResource,
@@ -83,6 +84,7 @@ def make_resources(home: str = "") -> dict:
         "vectors": VectorStoreResource(home=home_resource),
         "encoder": EncoderResource(home=home_resource),
         "generator": GeneratorResource(),
+        "captioner": CaptionerResource(),
     }
 
 

@@ -64,6 +64,7 @@ class Asset(NameTable):
     IMAGE_EMBEDDINGS = "image_embeddings"
     SENTENCE_EMBEDDINGS = "sentence_embeddings"
     IMAGE_DEDUP = "image_dedup"
+    IMAGE_CAPTIONER = "image_captioner"
     WORD_STATISTICS = "word_statistics"
     SEMANTIC_FILTER = "semantic_filter"
     SENTENCE_DEDUP = "sentence_dedup"
@@ -72,7 +73,9 @@ class Asset(NameTable):
     SYNTHETIC_TEXTS = "synthetic_texts"
     IMAGE_CLUSTERS = "image_clusters"
     BALANCED_SUBSET = "balanced_subset"
+    SUBSET_EXPORT = "subset_export"
     CLIP_CHECKPOINT = "clip_checkpoint"
+    CLIP_ABLATIONS = "clip_ablations"
     CLIP_EVALUATION = "clip_evaluation"
     QUALITY_REPORT = "quality_report"
 
@@ -99,6 +102,7 @@ class Job(NameTable):
     SHARD_EXTRACT = "shard_extract_job"
     BOOTSTRAP_ENCODER = "bootstrap_encoder_job"
     SHARD_EMBED = "shard_embed_job"
+    IMAGE_CAPTIONER = "image_captioner_job"
     WORD_STATISTICS = "word_statistics_job"
     SHARD_SENTENCE_DEDUP = "shard_sentence_dedup_job"
     SENTENCE_CLUSTERS = "sentence_clusters_job"
@@ -172,6 +176,13 @@ class ImageClustersMetrics(NameTable):
     CLUSTERS = "clusters"
     CLUSTER_GINI = "cluster_gini"
     MAX_CLUSTER_SIZE = "max_cluster_size"
+    TRAIN_POINTS = "kmeans_train_points"
+
+
+class ImageClustersMetadata(NameTable):
+    """Metadata-only keys of `image_clusters` (not recorded in DuckDB)."""
+
+    VERSION = "clusters_version"
 
 
 class BalancedSubsetMetrics(NameTable):
@@ -182,7 +193,24 @@ class BalancedSubsetMetrics(NameTable):
     CANDIDATE_PAIRS = "candidate_pairs"
     TRAIN_SAMPLES = "train_samples"
     EVAL_SAMPLES = "eval_samples"
-    WEBDATASET_SHARDS = "webdataset_shards"
+    TARGET_SHARE = "target_share"
+    ACHIEVED_SHARE = "achieved_share"
+
+
+class BalancedSubsetMetadata(NameTable):
+    """Metadata-only keys of `balanced_subset` (text values; also the keys of selection.json)."""
+
+    CAP_RULE = "cap_rule"
+    CLUSTERS_VERSION = "clusters_version"
+
+
+class SubsetExportMetrics(NameTable):
+    SUBSET_ROWS = "subset_rows"
+    TRAIN_SAMPLES = "train_samples"
+    EVAL_SAMPLES = "eval_samples"
+    SKIPPED_ROWS = "skipped_rows"
+    TRAIN_SHARDS = "train_shards"
+    EVAL_SHARDS = "eval_shards"
 
 
 class ClipCheckpointMetrics(NameTable):
@@ -191,6 +219,11 @@ class ClipCheckpointMetrics(NameTable):
     SECONDS = "seconds"
     LOSS_FIRST = "loss_first"
     LOSS_LAST = "loss_last"
+    # 1 - last/first of the loss relative to chance (ln batch size): what training_lowered_loss
+    # compares with clip.MIN_LOSS_DROP
+    LOSS_DROP = "loss_drop"
+    RESUMED_FROM_STEP = "resumed_from_step"
+    PROCESSES = "processes"
 
 
 class ClipEvaluationMetrics(NameTable):
@@ -205,6 +238,22 @@ class ClipEvaluationMetrics(NameTable):
     CHANCE_I2T_R_AT_5 = "chance_i2t_R@5"
     # the untrained model's scores: this prefix + each score above (untrained_i2t_R@1, ...)
     UNTRAINED_PREFIX = "untrained_"
+    # the ablation models' scores (clip_ablations): prefix + each score (realistic_only_i2t_R@1)
+    REALISTIC_ONLY_PREFIX = "realistic_only_"
+    SYNTHETIC_ONLY_PREFIX = "synthetic_only_"
+    RANDOM_SAMPLING_PREFIX = "random_sampling_"
+    # user sets: prefix + set folder name + "/" + score (captions_set/flickr8k/i2t_R@1), after
+    # the model prefix for every model but the RealSyn recipe
+    CAPTIONS_SET_PREFIX = "captions_set/"
+    CLASSIFICATION_SET_PREFIX = "classification_set/"
+
+
+class ClipAblationsMetrics(NameTable):
+    VARIANTS_TRAINED = "variants_trained"
+    # per variant: prefix + a ClipCheckpointMetrics name (realistic_only_samples, ..._loss_last)
+    REALISTIC_ONLY_PREFIX = "realistic_only_"
+    SYNTHETIC_ONLY_PREFIX = "synthetic_only_"
+    RANDOM_SAMPLING_PREFIX = "random_sampling_"
 
 
 class QualityReportMetadata(NameTable):
@@ -286,10 +335,87 @@ class SentenceClustersMetrics(NameTable):
 
 
 class SyntheticTextsMetrics(NameTable):
+    """Metrics of `synthetic_texts` per shard. SYN_INVALID_ / CAPTION_INVALID_ + a failure kind
+    of `validation.FAILURE_KINDS` count invalid outputs by kind; GT_* are demo-only counts over
+    labelled images (the quality report sums them)."""
+
     IMAGES = "images"
+    ROWS_WRITTEN = "rows_written"
     EMPTY_SYN_TEXT = "empty_syn_text"
     TAG_VOCABULARY = "tag_vocabulary"
+    USER_TAGS = "user_tags"
+    TAG_THRESHOLD = "tag_threshold"
+    TAG_CALIBRATION_F1 = "tag_calibration_f1"
+    MEAN_TAGS = "mean_tags"
+    IMAGES_WITHOUT_TAGS = "images_without_tags"
     MEAN_SYN_SCORE = "mean_syn_score"
+    GENERATED_NOW = "generated_now"
+    CACHE_HITS = "cache_hits"
+    CAPTIONS_GENERATED_NOW = "captions_generated_now"
+    CAPTION_CACHE_HITS = "caption_cache_hits"
+    TEXTS_PER_SECOND = "texts_per_second"
+    TOKENS_MEAN = "tokens_mean"
+    TOKENS_P50 = "tokens_p50"
+    TOKENS_P95 = "tokens_p95"
+    TOKENS_MAX = "tokens_max"
+    SYN_INVALID = "syn_invalid"
+    SYN_INVALID_SHARE = "syn_invalid_share"
+    MAX_INVALID_SHARE = "max_invalid_share"
+    CAPTION_INVALID = "caption_invalid"
+    FALLBACK = "fallback"
+    DROPPED = "dropped"
+    SYN_INVALID_PREFIX = "syn_invalid_"
+    CAPTION_INVALID_PREFIX = "caption_invalid_"
+    GT_PREFIX = "gt_"
+    GT_IMAGES_SCORED = "gt_images_scored"
+    GT_CAPTION_RIGHT = "gt_caption_right"
+    GT_TAGS_RIGHT = "gt_tags_right"
+    GT_TEXT1_RIGHT = "gt_text1_right"
+    GT_SYN_RIGHT = "gt_syn_right"
+    GT_TEXT1_WRONG = "gt_text1_wrong"
+    GT_SYN_RIGHT_TEXT1_WRONG = "gt_syn_right_text1_wrong"
+
+
+class SyntheticTextsMetadata(NameTable):
+    """Metadata-only keys of `synthetic_texts` (text values, not recorded in DuckDB)."""
+
+    CAPTIONER = "captioner"
+    CAPTIONER_MODEL = "captioner_model"
+    GENERATOR = "generator"
+    GENERATOR_MODEL = "generator_model"
+    PROMPT_VERSION = "prompt_version"
+    EXAMPLES = "examples"
+
+
+class ImageCaptionerMetrics(NameTable):
+    """Metrics of `image_captioner` (recorded when the offline captioner is trained).
+
+    GT_* are demo-only: the share of labelled images whose caption names their colour and shape,
+    for the trained captioner and for the same decoder with random weights. The metadata-only
+    keys are in `ImageCaptionerMetadata`.
+    """
+
+    IMAGE_PAIRS = "image_pairs"
+    TEXT_PAIRS = "text_pairs"
+    VOCABULARY = "vocabulary"
+    EPOCHS = "epochs"
+    LOSS_FIRST = "loss_first"
+    LOSS_LAST = "loss_last"
+    SECONDS = "seconds"
+    IMAGES_CAPTIONED = "images_captioned"
+    DISTINCT_CAPTION_SHARE = "distinct_caption_share"
+    GT_IMAGES_SCORED = "gt_images_scored"
+    GT_NAMES_CONCEPT = "gt_names_concept"
+    GT_RANDOM_NAMES_CONCEPT = "gt_random_names_concept"
+
+
+class ImageCaptionerMetadata(NameTable):
+    """Metadata-only keys of `image_captioner` (not recorded in DuckDB)."""
+
+    BACKEND = "backend"
+    MODEL = "model"
+    EXAMPLES = "example_captions"
+    USED = "used"
 
 
 class BootstrapEncoderMetrics(NameTable):

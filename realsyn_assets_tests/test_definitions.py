@@ -44,7 +44,13 @@ def test_partitions_of_assets():
         Asset.RETRIEVED_TEXTS,
         Asset.SYNTHETIC_TEXTS,
     }
-    scale = {Asset.BALANCED_SUBSET, Asset.CLIP_CHECKPOINT, Asset.CLIP_EVALUATION}
+    scale = {
+        Asset.BALANCED_SUBSET,
+        Asset.SUBSET_EXPORT,
+        Asset.CLIP_CHECKPOINT,
+        Asset.CLIP_ABLATIONS,
+        Asset.CLIP_EVALUATION,
+    }
     for key in graph.get_all_asset_keys():
         partitions = graph.get(key).partitions_def
         name = key.to_user_string()

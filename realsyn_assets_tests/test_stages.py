@@ -48,12 +48,22 @@ def test_stage_order_and_public_job_names():
         ),
         (Job.BOOTSTRAP_ENCODER, [Asset.BOOTSTRAP_ENCODER]),
         (Job.SHARD_EMBED, [Asset.IMAGE_EMBEDDINGS, Asset.SENTENCE_EMBEDDINGS, Asset.IMAGE_DEDUP]),
+        (Job.IMAGE_CAPTIONER, [Asset.IMAGE_CAPTIONER]),
         (Job.WORD_STATISTICS, [Asset.WORD_STATISTICS]),
         (Job.SHARD_SENTENCE_DEDUP, [Asset.SEMANTIC_FILTER, Asset.SENTENCE_DEDUP]),
         (Job.SENTENCE_CLUSTERS, [Asset.SENTENCE_CLUSTERS]),
         (Job.SHARD_RETRIEVE, [Asset.RETRIEVED_TEXTS, Asset.SYNTHETIC_TEXTS]),
         (Job.IMAGE_CLUSTERS, [Asset.IMAGE_CLUSTERS]),
-        (Job.SCALE, [Asset.BALANCED_SUBSET, Asset.CLIP_CHECKPOINT, Asset.CLIP_EVALUATION]),
+        (
+            Job.SCALE,
+            [
+                Asset.BALANCED_SUBSET,
+                Asset.SUBSET_EXPORT,
+                Asset.CLIP_CHECKPOINT,
+                Asset.CLIP_ABLATIONS,
+                Asset.CLIP_EVALUATION,
+            ],
+        ),
         (Job.QUALITY_REPORT, [Asset.QUALITY_REPORT]),
     ]
     defined = {a for stage in STAGES for a in stage.assets}

@@ -6,8 +6,11 @@ import dagster as dg
 from realsyn_assets.assets import (
     balance,
     bootstrap,
+    caption,
     dedup,
     embed,
+    evaluate,
+    export,
     extract,
     filter,
     ingest,
@@ -25,9 +28,12 @@ GROUP_MODULES = [
     filter,
     dedup,
     retrieve,
+    caption,
     synthesize,
     balance,
+    export,
     train,
+    evaluate,
     quality,
 ]
 

@@ -1,20 +1,41 @@
-"""balance: image-text cosine window, image k-means, per-cluster caps per scale (paper §3.3)."""
+"""balance: image-text cosine window, image k-means, per-cluster caps per scale (paper §3.3).
+
+Files beside each scale's `realsyn.parquet` (data/balanced_subset/<scale>/), for readers such as
+the data card:
+- `SELECTION_FILE` (JSON): scale, cap, cap_rule, seed, target_share, achieved_share, samples,
+  candidate_pairs, clusters, clusters_version (sha256 of the image_clusters assignments file the
+  subset was drawn from);
+- `CLUSTER_SIZES_FILE` (npz): int64 arrays `before` (in-window pairs per cluster id) and
+  `after` (selected pairs per cluster id).
+"""
+
+import json
+import typing
 
 import dagster as dg
+import numpy as np
+import pyarrow.compute as pc
 import pydantic
 
 from realsyn_assets.assets._checks import Result, check_result
 from realsyn_assets.assets._common import png_metadata, stage_metadata
 from realsyn_assets.core.balance import clusters as clusters_core
-from realsyn_assets.core.balance import export as export_core
 from realsyn_assets.core.balance import sampling as balance_core
 from realsyn_assets.core.balance import subset as subset_core
-from realsyn_assets.core.io import read_table, write_table
+from realsyn_assets.core.balance.files import (
+    ASSIGNMENTS,
+    CLUSTER_SIZES_FILE,
+    SELECTION_FILE,
+    SUBSET_FILE,
+)
+from realsyn_assets.core.io import atomic_path, atomic_write_bytes, read_table, write_table
 from realsyn_assets.core.retrieval import kmeans as kmeans_core
 from realsyn_assets.names import CORPUS, Asset, Group
+from realsyn_assets.names import BalancedSubsetMetadata as BD
 from realsyn_assets.names import BalancedSubsetMetrics as BM
+from realsyn_assets.names import ImageClustersMetadata as CD
 from realsyn_assets.names import ImageClustersMetrics as CM
-from realsyn_assets.partitions import ALL_SHARDS, scale_partitions
+from realsyn_assets.partitions import ALL_SHARDS, SCALES, scale_partitions
 from realsyn_assets.resources import (
     EncoderResource,
     MetricsResource,
@@ -22,9 +43,7 @@ from realsyn_assets.resources import (
     VectorStoreResource,
 )
 
-ASSIGNMENTS = "assignments.parquet"
-SUBSET_FILE = "realsyn.parquet"
-DATA_CARD = "DATA_CARD.md"
+STALE_SUBSET = "image_clusters changed since this subset was drawn: re-materialize all scales"
 
 
 class ImageClusterConfig(dg.Config):
@@ -43,10 +62,21 @@ class ImageClusterConfig(dg.Config):
     window_high: float = pydantic.Field(
         -1.0, description="Upper cosine bound; < 0 as for window_low."
     )
-    seed: int = pydantic.Field(0, description="k-means seed.")
+    seed: int = pydantic.Field(0, description="k-means seed (also of its training subsample).")
+    train_points_per_cluster: int = pydantic.Field(
+        clusters_core.TRAIN_POINTS_PER_CLUSTER,
+        description="k-means is fit on at most this many in-window images per cluster (a seeded "
+        "subsample); every in-window image is then assigned in chunks.",
+    )
 
 
 class BalanceConfig(dg.Config):
+    cap_rule: typing.Literal["paper_fraction", "paper_cap"] = pydantic.Field(
+        balance_core.PAPER_FRACTION,
+        description="paper_fraction: per scale, the per-cluster cap whose capped total is closest "
+        "to the paper's share of the pool (15.24 / 30.33 / 100.86 of 168.3M); paper_cap: the "
+        "paper's fixed caps 20 / 35 / 180. Use the same rule and seed for every scale.",
+    )
     seed: int = pydantic.Field(
         0, description="Seed of each cluster's random order (the same order at every scale)."
     )
@@ -56,7 +86,6 @@ class BalanceConfig(dg.Config):
     min_eval_images: int = pydantic.Field(
         16, description="Images held out at least, so small subsets still get an eval set."
     )
-    samples_per_tar: int = pydantic.Field(1000, description="Samples per WebDataset tar shard.")
 
 
 @dg.asset(
@@ -67,7 +96,8 @@ class BalanceConfig(dg.Config):
     ],
     description="Semantic balance, step 1-2: drop pairs whose image-synthetic-text cosine is "
     "outside the window (paper 0.51-0.61 for EVA02-CLIP; calibrated to keep the paper's 85% for "
-    "other encoders), then k-means over the kept image embeddings (~168 images per cluster).",
+    "other encoders), then k-means over the kept image embeddings (~168 images per cluster; fit "
+    "on a subsample, assigned in chunks). The assignments' sha256 is its data version.",
 )
 def image_clusters(
     config: ImageClusterConfig,
@@ -77,7 +107,8 @@ def image_clusters(
     encoder: EncoderResource,
 ) -> dg.MaterializeResult:
     syn = storage.read_shards(Asset.SYNTHETIC_TEXTS, columns=["image_id", "shard", "syn_score"])
-    rows, all_vecs = vectors.shard_matrix("images", sorted(set(syn.column("shard").to_pylist())))
+    shards = sorted(pc.unique(syn.column("shard")).to_pylist())
+    rows, all_vecs = vectors.shard_matrix("images", shards)
     sims = clusters_core.pair_similarities(syn)
     low, high, how = balance_core.choose_window(
         sims, (config.window_low, config.window_high), encoder.model_name, encoder.pretrained
@@ -91,11 +122,13 @@ def image_clusters(
             config.n_clusters,
             config.images_per_cluster,
             config.seed,
+            train_points_per_cluster=config.train_points_per_cluster,
         )
-    except ValueError as exc:
+    except (ValueError, KeyError) as exc:
         raise dg.Failure(str(exc)) from exc
     out = clusters_core.assignments(syn, found)
     path = write_table(out, storage.layout.asset_dir(Asset.IMAGE_CLUSTERS) / ASSIGNMENTS)
+    version = clusters_core.content_version(path)
     counts = {
         CM.PAIRS_IN: len(sims),
         CM.PAIRS_IN_WINDOW: int(found.in_window.sum()),
@@ -104,12 +137,14 @@ def image_clusters(
         CM.CLUSTERS: found.n_clusters,
         CM.CLUSTER_GINI: float(found.size_stats.get("gini", 0.0)),
         CM.MAX_CLUSTER_SIZE: float(found.size_stats.get("max", 0)),
+        CM.TRAIN_POINTS: found.train_points,
     }
     rejected = {"outside_cosine_window": int((~found.in_window).sum())}
     meta = stage_metadata(metrics, Asset.IMAGE_CLUSTERS, CORPUS, counts, rejected, out, path)
     meta["window_source"] = how
     meta["cosine_histogram"] = png_metadata(clusters_core.cosine_histogram(sims, low, high))
-    return dg.MaterializeResult(metadata=meta)
+    meta[CD.VERSION] = version
+    return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version))
 
 
 @dg.asset(
@@ -119,22 +154,22 @@ def image_clusters(
         Asset.IMAGE_CLUSTERS,
         dg.AssetDep(Asset.RETRIEVED_TEXTS, partition_mapping=ALL_SHARDS),
         dg.AssetDep(Asset.SYNTHETIC_TEXTS, partition_mapping=ALL_SHARDS),
+        dg.AssetDep(Asset.EXTRACTED_IMAGES, partition_mapping=ALL_SHARDS),
     ],
-    description="Semantic balance, step 3: at most 20 / 35 / 180 random pairs per image cluster "
-    "for 15M / 30M / 100M (nested subsets), exported in the RealSyn schema (parquet + "
-    "webdataset tars + data card) with full lineage.",
+    description="Semantic balance, step 3: at most T random pairs per image cluster, T solved per "
+    "scale so the subset is the paper's share of the pool (9.06 / 18.02 / 59.93 % for 15M / 30M "
+    "/ 100M; or the paper's fixed caps 20 / 35 / 180), nested subsets drawn from one seeded "
+    "order and pinned to the image_clusters version, in the RealSyn schema with full lineage.",
 )
 def balanced_subset(
     context: dg.AssetExecutionContext,
     config: BalanceConfig,
     storage: StorageResource,
     metrics: MetricsResource,
-    encoder: EncoderResource,
 ) -> dg.MaterializeResult:
     scale = context.partition_key
-    cap = balance_core.SCALE_CAPS[scale]
-    assignments = read_table(storage.layout.asset_dir(Asset.IMAGE_CLUSTERS) / ASSIGNMENTS)
-    selection = balance_core.select_balanced(assignments, cap, seed=config.seed)
+    assignments, version = _read_assignments(storage)
+    selection = balance_core.select_balanced(assignments, scale, config.cap_rule, config.seed)
     try:
         table = subset_core.subset_rows(
             assignments,
@@ -148,35 +183,59 @@ def balanced_subset(
     table = subset_core.with_split(table, config.eval_fraction, config.min_eval_images)
     out_dir = storage.layout.asset_dir(Asset.BALANCED_SUBSET) / scale
     parquet = write_table(table, out_dir / SUBSET_FILE)
-    tars = export_core.write_webdataset(
-        table,
-        out_dir / "webdataset",
-        samples_per_shard=config.samples_per_tar,
-        image_root=storage.layout.root,
-    )
+    _write_selection(out_dir, scale, selection, version, config.seed)
     stats = {
         BM.SAMPLES: table.num_rows,
         BM.EXPECTED_SAMPLES: selection.expected_samples,
-        BM.CAP_PER_CLUSTER: cap,
+        BM.CAP_PER_CLUSTER: selection.cap,
+        BM.TARGET_SHARE: float(selection.target_share),
+        BM.ACHIEVED_SHARE: float(selection.achieved_share),
         BM.CLUSTERS: selection.clusters,
         BM.CANDIDATE_PAIRS: selection.candidate_pairs,
         BM.TRAIN_SAMPLES: subset_core.split_size(table, subset_core.TRAIN_SPLIT),
         BM.EVAL_SAMPLES: subset_core.split_size(table, subset_core.EVAL_SPLIT),
-        BM.WEBDATASET_SHARDS: len(tars),
     }
-    export_core.write_data_card(
-        out_dir / DATA_CARD,
-        scale=scale,
-        stats={
-            **stats,
-            "encoder": encoder.get().identity,
-            "note": "per-cluster caps are the paper's; cluster count scaled by the paper's ratio",
-        },
-        columns=table.column_names,
-    )
     meta = stage_metadata(metrics, Asset.BALANCED_SUBSET, scale, stats, None, table, parquet)
-    meta["data_card"] = dg.MetadataValue.path(str(out_dir / DATA_CARD))
+    meta[BD.CAP_RULE] = selection.cap_rule
+    meta[BD.CLUSTERS_VERSION] = version
     return dg.MaterializeResult(metadata=meta)
+
+
+def _read_assignments(storage: StorageResource):
+    """The image_clusters assignments table and its content version (sha256 of the file)."""
+    path = storage.layout.asset_dir(Asset.IMAGE_CLUSTERS) / ASSIGNMENTS
+    if not path.exists():
+        raise dg.Failure(f"{path} is missing: materialize image_clusters first")
+    version = clusters_core.content_version(path)
+    return read_table(path), version
+
+
+def _write_selection(out_dir, scale: str, selection, version: str, seed: int) -> None:
+    """The selection sidecars (`SELECTION_FILE`, `CLUSTER_SIZES_FILE`) beside realsyn.parquet."""
+    record = {
+        "scale": scale,
+        BM.CAP_PER_CLUSTER: selection.cap,
+        BD.CAP_RULE: selection.cap_rule,
+        "seed": seed,
+        BM.TARGET_SHARE: selection.target_share,
+        BM.ACHIEVED_SHARE: selection.achieved_share,
+        BM.SAMPLES: int(selection.indices.size),
+        BM.CANDIDATE_PAIRS: selection.candidate_pairs,
+        BM.CLUSTERS: selection.clusters,
+        BD.CLUSTERS_VERSION: version,
+    }
+    data = json.dumps(record, indent=2, sort_keys=True).encode() + b"\n"
+    atomic_write_bytes(out_dir / SELECTION_FILE, data)
+    with atomic_path(out_dir / CLUSTER_SIZES_FILE, suffix=".tmp.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, before=selection.sizes_before, after=selection.sizes_after)
+
+
+def _drawn_version(storage: StorageResource, scale: str) -> str | None:
+    """The clusters version recorded when `scale` was drawn; None when it has no record."""
+    path = storage.layout.asset_dir(Asset.BALANCED_SUBSET) / scale / SELECTION_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get(BD.CLUSTERS_VERSION)
 
 
 @dg.asset_check(asset=Asset.IMAGE_CLUSTERS, description="The cosine window keeps 50-100% of pairs.")
@@ -220,4 +279,65 @@ def subset_size_within_target(
         f"{n} samples (expected {int(counts.get(BM.EXPECTED_SAMPLES, -1))}), "
         f"largest cluster {biggest} <= cap {int(cap)}",
         samples=int(n),
+    )
+
+
+@dg.asset_check(
+    asset=Asset.BALANCED_SUBSET,
+    partitions_def=scale_partitions,
+    blocking=True,
+    description="The subset was drawn from the current image_clusters assignments (pinning).",
+)
+def subset_matches_clusters(
+    context: dg.AssetCheckExecutionContext, storage: StorageResource
+) -> Result:
+    scale = context.partition_key
+    path = storage.layout.asset_dir(Asset.IMAGE_CLUSTERS) / ASSIGNMENTS
+    current = clusters_core.content_version(path) if path.exists() else None
+    drawn = _drawn_version(storage, scale)
+    ok = drawn is not None and drawn == current
+    if drawn is None:
+        why = f"{scale} has no {SELECTION_FILE}: re-materialize all scales"
+    else:
+        why = "drawn from the current image_clusters" if ok else STALE_SUBSET
+    return check_result(ok, why, drawn_version=str(drawn), current_version=str(current))
+
+
+@dg.asset_check(
+    asset=Asset.BALANCED_SUBSET,
+    partitions_def=scale_partitions,
+    blocking=True,
+    description="Nesting: this scale contains the next smaller scale and is contained in the "
+    "next larger one (15M ⊂ 30M ⊂ 100M), for neighbours drawn from the same image_clusters "
+    "version (a neighbour drawn from another version fails its own subset_matches_clusters).",
+)
+def subsets_nested(context: dg.AssetCheckExecutionContext, storage: StorageResource) -> Result:
+    scale = context.partition_key
+    folder = storage.layout.asset_dir(Asset.BALANCED_SUBSET)
+    keys = ["shard", "image_id"]
+    here = read_table(folder / scale / SUBSET_FILE, columns=keys)
+    version, at = _drawn_version(storage, scale), SCALES.index(scale)
+    missing, skipped = {}, []
+    for other in SCALES[max(0, at - 1) : at] + SCALES[at + 1 : at + 2]:
+        path = folder / other / SUBSET_FILE
+        if not path.exists() or version is None or _drawn_version(storage, other) != version:
+            skipped.append(other)
+            continue
+        rows = read_table(path, columns=keys)
+        inner, outer = (rows, here) if SCALES.index(other) < at else (here, rows)
+        missing[other] = subset_core.missing_from(outer, inner)
+    bad = {k: v for k, v in missing.items() if v}
+    description = (
+        f"not nested: rows missing per neighbour scale {bad}; use one seed and cap_rule for "
+        "all scales and re-materialize them"
+        if bad
+        else f"{scale} nested with {', '.join(missing) or 'no neighbour of the same version'}"
+    )
+    return check_result(
+        not bad,
+        description,
+        missing_rows=sum(bad.values()),
+        threshold=0,
+        compared=", ".join(missing),
+        skipped=", ".join(skipped),
     )

@@ -46,7 +46,14 @@ def _report_from_metrics(metrics: MetricsResource) -> dict:
         [Asset.CLIP_EVALUATION],
     )
     precision = retrieval_precision_overall(metrics)
-    return report_core.build_report(images, sentences, reasons, scales, evals, precision)
+    report = report_core.build_report(images, sentences, reasons, scales, evals, precision)
+    report["generation"] = report_core.generation_summary(
+        metrics.query(
+            "SELECT metric, sum(value) FROM stage_counts WHERE stage=? GROUP BY metric",
+            [Asset.SYNTHETIC_TEXTS],
+        )
+    )
+    return report
 
 
 @dg.asset(

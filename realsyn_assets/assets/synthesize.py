@@ -1,21 +1,28 @@
 """synthesize: one synthetic text per image, fused from its top realistic text, a caption and
-open-set tags (paper §3.2, "image semantic augmented generation")."""
+calibrated open-set tags (paper §3.2, "image semantic augmented generation"), validated, with
+the invalid-output policy applied and generation cached by content."""
 
-import math
+from typing import Literal
 
 import dagster as dg
-import numpy as np
 from pydantic import Field
 
 from realsyn_assets.assets._checks import Result, check_result, shard_check, zero_rows_result
 from realsyn_assets.assets._common import stage_metadata
 from realsyn_assets.core.generation import synthesis
+from realsyn_assets.core.generation.cache import CACHE_DIR
+from realsyn_assets.core.generation.captioners import CAPTION_PROMPT_VERSION, CaptionInput
+from realsyn_assets.core.generation.offline_captioner import OFFLINE_CAPTIONER_FILE
+from realsyn_assets.core.generation.tagging import read_tag_list
 from realsyn_assets.core.generation.tags import cached_tag_vocabulary
-from realsyn_assets.core.io import read_table, write_table
+from realsyn_assets.core.io import read_table, resolve_column, write_table
 from realsyn_assets.core.retrieval.clustering import MEMBERS
+from realsyn_assets.demo.hook import demo_scorer
 from realsyn_assets.names import Asset, Group, RetrievedTextsMetrics, SyntheticTextsMetrics
+from realsyn_assets.names import SyntheticTextsMetadata as MD
 from realsyn_assets.partitions import shard_partitions
 from realsyn_assets.resources import (
+    CaptionerResource,
     EncoderResource,
     GeneratorResource,
     MetricsResource,
@@ -23,26 +30,68 @@ from realsyn_assets.resources import (
     VectorStoreResource,
 )
 
+M = SyntheticTextsMetrics
+TEXT_COLUMNS = ["text1", "text2", "text3"]
+
 
 class SynthesisConfig(dg.Config):
     tag_vocabulary_size: int = Field(
         8000,
-        description="Tags mined from the clustered sentences (paper: RAM++'s 4k tags plus 4k "
-        "mined from real sentences).",
+        description="Tags in the vocabulary (paper: RAM++'s 4k tags plus 4k mined from real "
+        "sentences): the user tag list first, then words mined from the clustered sentences.",
     )
-    tags_per_image: int = Field(5, description="Open-set tags given to the generator per image.")
+    tag_list_path: str = Field(
+        "", description="A tag list file (one tag per line, e.g. RAM++'s); empty = mined only."
+    )
+    max_tags: int = Field(5, description="Most tags per image above the calibrated threshold.")
     tag_prompt: str = Field(
         "a photo of {}", description="Text prompt each tag is embedded in ({} = the tag)."
+    )
+    invalid_policy: Literal["fallback", "drop"] = Field(
+        "fallback",
+        description="An invalid synthetic text: fallback = the offline grounded rewrite for that "
+        "row (flagged); drop = the row is removed and counted.",
+    )
+    max_invalid_share: float = Field(
+        0.05, description="synthetic_invalid_share fails above this share of invalid outputs."
+    )
+
+
+def _inputs(storage: StorageResource, vectors: VectorStoreResource, key: str):
+    home = storage.layout
+    columns = ["image_id", "path"] + TEXT_COLUMNS + [f"{c}_id" for c in TEXT_COLUMNS]
+    table = resolve_column(
+        read_table(home.partition_file(Asset.RETRIEVED_TEXTS, key), columns=columns),
+        "path",
+        home.root,
+    )
+    ids = table.column("image_id").to_pylist()
+    rows, matrix = vectors.shard_matrix("images", [key])
+    texts = list(zip(*(table.column(c).to_pylist() for c in TEXT_COLUMNS), strict=True))
+    text_ids = list(zip(*(table.column(f"{c}_id").to_pylist() for c in TEXT_COLUMNS), strict=True))
+    return synthesis.ShardInputs(
+        image_ids=ids,
+        image_paths=table.column("path").to_pylist(),
+        image_vecs=synthesis.rows_for(ids, rows.column("image_id").to_pylist(), matrix),
+        texts=[list(t) for t in texts],
+        text_ids=[list(t) for t in text_ids],
     )
 
 
 @dg.asset(
     group_name=Group.SYNTHESIZE,
     partitions_def=shard_partitions,
-    deps=[Asset.RETRIEVED_TEXTS, Asset.IMAGE_EMBEDDINGS, Asset.SENTENCE_CLUSTERS],
-    description="Per image: open-set tags (image-text similarity over a tag vocabulary mined "
-    "from the corpus, standing in for RAM++), the fused synthetic text from the generator "
-    "resource, and its image-text cosine (used by semantic balance sampling).",
+    deps=[
+        Asset.RETRIEVED_TEXTS,
+        Asset.IMAGE_EMBEDDINGS,
+        Asset.SENTENCE_CLUSTERS,
+        Asset.IMAGE_CAPTIONER,
+    ],
+    description="Per image: a caption (captioner resource), open-set tags over a user + mined "
+    "vocabulary with a threshold calibrated on the images' own real texts, and the synthetic "
+    "text fused by the generator resource (LLM or the offline grounded rewrite), every caption "
+    "and text validated, generation cached by content; plus the text's image cosine (used by "
+    "semantic balance sampling).",
 )
 def synthetic_texts(
     context: dg.AssetExecutionContext,
@@ -52,66 +101,155 @@ def synthetic_texts(
     vectors: VectorStoreResource,
     encoder: EncoderResource,
     generator: GeneratorResource,
+    captioner: CaptionerResource,
 ) -> dg.MaterializeResult:
-    M = SyntheticTextsMetrics
     home, key = storage.layout, context.partition_key
-    retrieved = read_table(
-        home.partition_file(Asset.RETRIEVED_TEXTS, key), columns=["image_id", "shard", "text1"]
-    )
-    ids = retrieved.column("image_id").to_pylist()
-    rows, all_vecs = vectors.shard_matrix("images", [key])
-    img_vecs = synthesis.rows_for(ids, rows.column("image_id").to_pylist(), all_vecs)
+    inputs = _inputs(storage, vectors, key)
     enc = encoder.get()
+    user_tags = read_tag_list(config.tag_list_path)
+    out_dir = home.asset_dir(Asset.SYNTHETIC_TEXTS)
     vocab, tag_vecs = cached_tag_vocabulary(
         home.asset_dir(Asset.SENTENCE_CLUSTERS) / MEMBERS,
-        home.asset_dir(Asset.SYNTHETIC_TEXTS),
+        out_dir,
         enc,
         prompt=config.tag_prompt,
         size=config.tag_vocabulary_size,
+        user_tags=user_tags,
     )
-    tags = synthesis.image_tags(img_vecs, tag_vecs, vocab, k=config.tags_per_image)
-    texts1 = retrieved.column("text1").to_pylist()
-    gen = generator.get()
-    context.log.info(f"{key}: generating {len(ids)} synthetic texts with {gen.name}")
-    syn = synthesis.fuse(gen, texts1, tags)
-    scores = synthesis.synthetic_scores(enc, img_vecs, syn)
-    out = synthesis.synthetic_table(ids, key, tags, syn, scores, gen.name)
-    path = write_table(out, home.partition_file(Asset.SYNTHETIC_TEXTS, key))
-    counts = {
-        M.IMAGES: out.num_rows,
-        M.EMPTY_SYN_TEXT: sum(1 for s in syn if not s.strip()),
-        M.TAG_VOCABULARY: len(vocab),
-        M.MEAN_SYN_SCORE: float(np.mean(scores)) if len(scores) else 0.0,
-    }
-    meta = stage_metadata(metrics, Asset.SYNTHETIC_TEXTS, key, counts, None, out, path)
-    meta["generator"] = gen.name
-    if out.num_rows:
-        meta["examples"] = dg.MetadataValue.json(synthesis.examples(texts1, tags, syn))
+    cap = captioner.get(offline_path=home.asset_dir(Asset.IMAGE_CAPTIONER) / OFFLINE_CAPTIONER_FILE)
+    gen = generator.get(encoder=enc)
+    version = getattr(gen, "prompt_version", None) or generator.prompt_version
+    cfg = synthesis.StepConfig(
+        config.invalid_policy, config.max_tags, version, out_dir / CACHE_DIR, key, enc.identity
+    )
+    context.log.info(f"{key}: {len(inputs.image_ids)} images, captioner {cap.backend}, {gen.name}")
+    result = synthesis.run_shard(
+        inputs, cap, CaptionInput, CAPTION_PROMPT_VERSION, gen, enc, vocab, tag_vecs, cfg
+    )
+    path = write_table(result.table, home.partition_file(Asset.SYNTHETIC_TEXTS, key))
+    counts = _counts(result, len(inputs.image_ids), len(vocab), len(user_tags))
+    counts[M.MAX_INVALID_SHARE] = float(config.max_invalid_share)
+    counts.update(_ground_truth(home, inputs, result))
+    meta = stage_metadata(metrics, Asset.SYNTHETIC_TEXTS, key, counts, None, result.table, path)
+    meta[MD.CAPTIONER], meta[MD.CAPTIONER_MODEL] = cap.backend, cap.model
+    meta[MD.GENERATOR], meta[MD.GENERATOR_MODEL] = gen.name, gen.model
+    meta[MD.PROMPT_VERSION] = version
+    texts1 = [result.texts1[i] for i in result.kept]
+    meta[MD.EXAMPLES] = dg.MetadataValue.json(synthesis.examples(result.table, texts1))
     return dg.MaterializeResult(metadata=meta)
+
+
+def _counts(result: synthesis.ShardResult, n: int, vocab: int, user: int) -> dict:
+    info, tokens = result.info, result.info["tokens"]
+    counts = {
+        M.IMAGES: n,
+        M.ROWS_WRITTEN: result.table.num_rows,
+        M.EMPTY_SYN_TEXT: sum(1 for s in result.table.column("syn_text").to_pylist() if not s),
+        M.TAG_VOCABULARY: vocab,
+        M.USER_TAGS: user,
+        M.TAG_THRESHOLD: float(result.threshold),
+        M.TAG_CALIBRATION_F1: float(info["calibration"].f1),
+        M.MEAN_TAGS: float(info["mean_tags"]),
+        M.IMAGES_WITHOUT_TAGS: info["untagged"],
+        M.MEAN_SYN_SCORE: float(info["mean_score"]),
+        M.GENERATED_NOW: info["generated_now"],
+        M.CACHE_HITS: info["cache_hits"],
+        M.CAPTIONS_GENERATED_NOW: info["captions_generated_now"],
+        M.CAPTION_CACHE_HITS: info["caption_cache_hits"],
+        M.TEXTS_PER_SECOND: float(n / max(info["seconds"], 1e-9)),
+        M.TOKENS_MEAN: tokens["mean"],
+        M.TOKENS_P50: tokens["p50"],
+        M.TOKENS_P95: tokens["p95"],
+        M.TOKENS_MAX: tokens["max"],
+        M.SYN_INVALID: info["invalid"],
+        M.SYN_INVALID_SHARE: float(info["invalid"] / n) if n else 0.0,
+        M.CAPTION_INVALID: sum(result.caption_failures.values()),
+        M.FALLBACK: info["fallback"],
+        M.DROPPED: info["dropped"],
+    }
+    for kind in synthesis.FAILURE_KINDS:
+        counts[M.SYN_INVALID_PREFIX + kind] = result.syn_failures.get(kind, 0)
+        counts[M.CAPTION_INVALID_PREFIX + kind] = result.caption_failures.get(kind, 0)
+    return counts
+
+
+def _ground_truth(home, inputs: synthesis.ShardInputs, result: synthesis.ShardResult) -> dict:
+    """Demo only: caption / tag / text1 / syn_text concept counts (`gt_*`); {} on real data."""
+    scorer = demo_scorer(home)
+    if scorer is None:
+        return {}
+    rows = {r["image_id"]: r for r in result.table.to_pylist()}
+    got = [rows.get(i, {}) for i in inputs.image_ids]
+    gt = synthesis.ground_truth_counts(
+        scorer.names_concept,
+        inputs.image_ids,
+        [r.get("caption") for r in got],
+        [r.get("tags") or [] for r in got],
+        result.texts1,
+        [r.get("syn_text") for r in got],
+    )
+    return {M.GT_PREFIX + k if k != "scored" else M.GT_IMAGES_SCORED: v for k, v in gt.items()}
 
 
 @shard_check(
     Asset.SYNTHETIC_TEXTS,
-    "synthetic_text_present",
-    "Every image has a non-empty synthetic text.",
+    "synthetic_rows_complete",
+    "Every image of the shard has a row with a non-empty synthetic text and a finite image "
+    "cosine, unless the drop policy removed it (counted).",
 )
-def synthetic_text_present(
+def synthetic_rows_complete(
     context: dg.AssetCheckExecutionContext, metrics: MetricsResource
 ) -> Result:
     return _synthetic_ok(metrics, context.partition_key)
 
 
 def _synthetic_ok(metrics: MetricsResource, key: str) -> Result:
-    M = SyntheticTextsMetrics
     counts = metrics.counts(Asset.SYNTHETIC_TEXTS, key)
-    retrieved = metrics.counts(Asset.RETRIEVED_TEXTS, key)
-    images = retrieved.get(RetrievedTextsMetrics.IMAGES, -1)
-    ok = counts.get(M.EMPTY_SYN_TEXT, 1) == 0 and counts.get(M.IMAGES) == images
-    if ok and images == 0:
+    images = metrics.counts(Asset.RETRIEVED_TEXTS, key).get(RetrievedTextsMetrics.IMAGES, -1)
+    if images == 0 and counts.get(M.IMAGES) == 0:
         return zero_rows_result(f"{key} has no image to write a synthetic text for", images=0)
-    scores_ok = math.isfinite(counts.get(M.MEAN_SYN_SCORE, float("nan")))
+    written, dropped = counts.get(M.ROWS_WRITTEN, -1), counts.get(M.DROPPED, 0)
+    empty = counts.get(M.EMPTY_SYN_TEXT, -1)
+    score = counts.get(M.MEAN_SYN_SCORE, float("nan"))
+    ok = counts.get(M.IMAGES) == images and written + dropped == images and empty == 0
+    ok = ok and score == score and abs(score) != float("inf")
     return check_result(
-        ok and scores_ok,
-        f"{int(counts.get(M.EMPTY_SYN_TEXT, -1))} empty of {int(counts.get(M.IMAGES, 0))}",
-        images=int(counts.get(M.IMAGES, 0)),
+        ok,
+        f"{int(written)} rows + {int(dropped)} dropped of {int(images)} images, {int(empty)} empty",
+        images=int(images),
+        rows_written=int(written),
+        dropped=int(dropped),
+        empty_syn_text=int(empty),
+        threshold_empty=0,
+    )
+
+
+@shard_check(
+    Asset.SYNTHETIC_TEXTS,
+    "synthetic_invalid_share",
+    "Share of synthetic texts that failed validation (empty, echo, refusal, repetition, too "
+    "long, garbage) is at most the configured threshold (default 5%). Not blocking: invalid "
+    "rows were already replaced by the offline rewrite or dropped.",
+)
+def synthetic_invalid_share(
+    context: dg.AssetCheckExecutionContext, metrics: MetricsResource
+) -> Result:
+    return _invalid_share_ok(metrics, context.partition_key)
+
+
+def _invalid_share_ok(metrics: MetricsResource, key: str) -> Result:
+    """The threshold is the one the materialization was configured with (recorded with it)."""
+    counts = metrics.counts(Asset.SYNTHETIC_TEXTS, key)
+    threshold = counts.get(M.MAX_INVALID_SHARE, SynthesisConfig().max_invalid_share)
+    images = int(counts.get(M.IMAGES, 0))
+    if images == 0:
+        return zero_rows_result(f"{key} has no synthetic text to validate", images=0)
+    share = float(counts.get(M.SYN_INVALID_SHARE, 1.0))
+    by_kind = {k: int(counts.get(M.SYN_INVALID_PREFIX + k, 0)) for k in synthesis.FAILURE_KINDS}
+    return check_result(
+        share <= threshold,
+        f"{share:.1%} of {images} synthetic texts invalid (threshold {threshold:.0%})",
+        invalid_share=share,
+        threshold=threshold,
+        **{f"invalid_{k}": v for k, v in by_kind.items()},
     )

@@ -67,6 +67,16 @@ class DemoScorer:
         zero-shot label of that image."""
         return [self.truth.image_concept(i) for i in image_ids]
 
+    def names_concept(
+        self, image_ids: Sequence[str], texts: Sequence[str | None]
+    ) -> list[bool | None]:
+        """Captions and synthetic texts: per image, whether its text names the image's colour
+        and shape (any synonym, whole words, any case); None for unlabelled images."""
+        return [
+            scoring.names_concept(self.truth.image_concept(i), t)
+            for i, t in zip(image_ids, texts, strict=True)
+        ]
+
     def class_names(self) -> list[str]:
         """clip_evaluation: the demo concepts ("<colour> <shape>"), the zero-shot classes."""
         return list(CONCEPTS)

@@ -5,7 +5,9 @@ Production assets reach this only through `realsyn_assets.demo.hook`; it is mean
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from realsyn_assets.core.embedding.bootstrap.run import BootstrapRun
 from realsyn_assets.core.ids import sentence_id
 from realsyn_assets.core.retrieval.search import retrieve_exact, retrieve_in_document
 from realsyn_assets.core.training.clip import TrainSample
+from realsyn_assets.demo.vocabulary import COLOUR_WORDS, SHAPE_WORDS
 from realsyn_assets.names import RetrievedTextsMetrics
 
 
@@ -182,3 +185,29 @@ def bootstrap_baselines(truth, run: BootstrapRun, images: pa.Table) -> dict[str,
             result.pairs, id_of.__getitem__, truth.describes, labelled, sentence_id
         )
     return scores
+
+
+@cache
+def _concept_patterns(concept: str) -> tuple[re.Pattern, re.Pattern]:
+    """(colour, shape) whole-word patterns for a "<colour> <shape>" concept, case-insensitive;
+    every synonym and both numbers of every shape form count."""
+    colour, shape = concept.split(" ", 1)
+    colours = COLOUR_WORDS[colour]
+    shapes = [form for pair in SHAPE_WORDS[shape] for form in pair]
+
+    def whole_words(words: Sequence[str]) -> re.Pattern:
+        alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+        # A hyphen joins words ("cherry-red"), so it counts as part of a word at the edges.
+        return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])", re.IGNORECASE)
+
+    return whole_words(colours), whole_words(shapes)
+
+
+def names_concept(concept: str | None, text: str | None) -> bool | None:
+    """Whether ``text`` names both the colour and the shape of ``concept`` (None: no concept)."""
+    if concept is None:
+        return None
+    if not text:
+        return False
+    colour, shape = _concept_patterns(concept)
+    return bool(colour.search(text)) and bool(shape.search(text))

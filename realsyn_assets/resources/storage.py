@@ -7,6 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
+from realsyn_assets.core.balance import subset as subset_core
+from realsyn_assets.core.balance.files import SUBSET_FILE
+from realsyn_assets.core.io import read_table, resolve_column
+from realsyn_assets.names import Asset
 from realsyn_assets.resources.home_resource import HomeBasedResource
 
 
@@ -58,3 +62,9 @@ class StorageResource(HomeBasedResource):
         if not tables:
             raise FileNotFoundError(f"no materialized shards of {asset} under {self.layout.root}")
         return pa.concat_tables(tables, promote_options="default")
+
+    def subset_split(self, scale: str, split: str) -> pa.Table:
+        """The rows of the scale's balanced subset in `split`, image paths resolved."""
+        path = self.layout.asset_dir(Asset.BALANCED_SUBSET) / scale / SUBSET_FILE
+        table = subset_core.split_rows(read_table(path), split)
+        return resolve_column(table, "image_path", self.layout.root)

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from realsyn_assets.assets._checks import funnel_check
-from realsyn_assets.core.generation.synthesis import synthetic_table
+from realsyn_assets.core.generation.synthesis import ShardInputs, synthetic_table
 from realsyn_assets.core.io import write_table
 from realsyn_assets.names import (
     Asset,
@@ -117,8 +117,12 @@ def test_fault_retrieval_and_synthesis_checks_of_an_empty_shard_warn(tmp_path):
 
 
 def test_fault_empty_synthetic_table_keeps_its_schema():
-    full = synthetic_table(["a"], "s", [["tag"]], ["text"], np.ones(1), "offline")
-    empty = synthetic_table([], "s", [], [], np.zeros(0), "offline")
+    one = ShardInputs(["a"], ["/a.jpg"], np.ones((1, 2), np.float32), [["t"]], [["s"]])
+    kw = {"captions": [None], "caption_meta": ("offline", "m"), "tags": [["tag"]]}
+    kw |= {"tag_scores": [[0.5]], "syn": ["text"], "gen_meta": ("offline", "m", "v")}
+    kw |= {"caption_flags": [[]], "syn_flags": [[]]}
+    full = synthetic_table(one, "s", [0], scores=np.ones(1), **kw)
+    empty = synthetic_table(one, "s", [], scores=np.zeros(0), **kw)
     assert empty.num_rows == 0
     assert empty.schema.equals(full.schema), (empty.schema, full.schema)
 

@@ -80,8 +80,9 @@ def test_outputs_on_disk(demo_home):
         ):
             assert column in table.column_names
         assert all(table.column("syn_text").to_pylist())
-        assert list((folder / "webdataset").glob("*.tar"))
-        assert (folder / "DATA_CARD.md").exists()
+        export = demo_home / "data" / "subset_export" / scale
+        assert list((export / "webdataset" / "train").glob("*.tar"))
+        assert (export / "DATA_CARD.md").exists() and (export / "eval.parquet").exists()
         assert (demo_home / "data" / "clip_checkpoint" / scale / "checkpoint.pt").exists()
         metrics = json.loads(
             (demo_home / "data" / "clip_evaluation" / scale / "metrics.json").read_text()

@@ -1,10 +1,11 @@
-"""RealSyn-schema outputs: parquet, WebDataset tar shards and a markdown data card.
+"""RealSyn-schema export of a subset: per-split parquet files and WebDataset tar shards.
 
 The released dataset (HF card) is parquet with `raw_image_url, text1, text2, text3, syn_text`;
 its notebook reads WebDataset shards where `txt` = text1 and `json` holds text2/text3/syn_text.
-We write the same layout, plus our lineage columns, so tools written for the release work here.
-Every write goes through `core.io` (atomic) and is byte-deterministic. The subset's parquet file
-is written with `core.io.write_table`.
+We write the same layout, plus our lineage columns, so tools written for the release (and
+open_clip_train's webdataset loader: image key `jpg`, caption key `txt`) work here. Train and
+eval splits go to separate files and separate tar sets, so no eval image is ever trained on.
+Every write goes through `core.io` (atomic) and is byte-deterministic.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import math
 import re
 import tarfile
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -25,45 +27,27 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from realsyn_assets.core.io import atomic_path, atomic_write_bytes, ensure_free_space
+from realsyn_assets.core.io import atomic_path, ensure_free_space, write_table
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "COLUMN_DESCRIPTIONS",
-    "PAPER_CAPS",
+    "IMAGE_EXTENSIONS",
     "REALSYN_COLUMNS",
-    "write_data_card",
+    "SplitExport",
+    "export_splits",
+    "sample_key",
+    "shard_paths",
+    "tar_inventory",
+    "webdataset_pattern",
     "write_webdataset",
 ]
 
 REALSYN_COLUMNS = ["raw_image_url", "text1", "text2", "text3", "syn_text"]
-
-# Per-cluster caps of the paper's semantic balance sampling (§5): scale -> cap.
-PAPER_CAPS = {"15M": 20, "30M": 35, "100M": 180}
-
-COLUMN_DESCRIPTIONS: dict[str, str] = {
-    "raw_image_url": "Source reference of the image: its URL, or its path relative to the folder "
-    "of its shard file.",
-    "text1": "Retrieved realistic sentence with the highest image-text similarity (R1).",
-    "text2": "Second retrieved realistic sentence (R2), similarity lower than or equal to text1's.",
-    "text3": "Third retrieved realistic sentence (R3), similarity lower than or equal to text2's.",
-    "syn_text": "Synthetic text: LLM fusion of text1, a machine caption and image tags (S1).",
-    "image_id": "Content hash of the original image bytes (stable across reruns and shards).",
-    "image_path": "Path of the normalised JPEG relative to the home folder (not exported to "
-    "WebDataset json).",
-    "image_doc_id": "Id of the source document the image came from.",
-    "image_position": "Position of the image inside its source document.",
-    "syn_score": "Cosine similarity between the image and syn_text embeddings.",
-    "cluster": "Image cluster id used by semantic balance sampling.",
-    "caption": "Machine caption used as a fusion input.",
-    "tags": "Open-set tags used as a fusion input.",
-}
-for _k in (1, 2, 3):
-    COLUMN_DESCRIPTIONS[f"text{_k}_id"] = f"Content hash of the normalised text{_k} sentence."
-    COLUMN_DESCRIPTIONS[f"text{_k}_doc_id"] = f"Id of the source document of text{_k}."
-    COLUMN_DESCRIPTIONS[f"text{_k}_position"] = f"Position of text{_k} inside its source document."
-    COLUMN_DESCRIPTIONS[f"text{_k}_score"] = f"Cosine similarity between the image and text{_k}."
+# Image extensions open_clip_train's loader accepts ("jpg;png;jpeg;webp").
+IMAGE_EXTENSIONS = ("jpg", "png", "jpeg", "webp")
+SPLIT_COLUMN = "split"
+WEBDATASET_DIR = "webdataset"
 
 _SHARD_NAME = re.compile(r"^(\d{5})\.tar$")
 _SHARD_TMP = re.compile(r"^\.\d{5}\.tar\..*\.tmp$")  # leftovers of a killed run
@@ -73,6 +57,12 @@ _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_-]")
 # ---------------------------------------------------------------------------------------------
 # WebDataset
 # ---------------------------------------------------------------------------------------------
+
+
+def sample_key(image_id: Any) -> str:
+    """The WebDataset key of an image id: characters other than [A-Za-z0-9_-] become `_`
+    (a dot would split the key from the extension)."""
+    return _UNSAFE_KEY.sub("_", str(image_id))
 
 
 def _json_value(value: Any) -> Any:
@@ -114,6 +104,7 @@ def _samples(
     image_path_column: str,
     image_root: Path | None,
     report: dict[str, int],
+    written: list | None = None,
 ) -> Iterator[tuple[str, dict[str, bytes]]]:
     """Yield (key, {ext: bytes}) sorted by key, skipping duplicates and unreadable images."""
     order = pc.sort_indices(rows, sort_keys=[("image_id", "ascending")])
@@ -126,7 +117,7 @@ def _samples(
             if not raw_key:
                 report["skipped_no_id"] += 1
                 continue
-            key = _UNSAFE_KEY.sub("_", str(raw_key))
+            key = sample_key(raw_key)
             if key == previous:
                 report["skipped_duplicate_id"] += 1
                 continue
@@ -144,6 +135,8 @@ def _samples(
                 report["skipped_missing_image"] += 1
                 continue
             previous = key
+            if written is not None:
+                written.append(raw_key)
             meta = {c: _json_value(row.get(c)) for c in json_cols}
             text1 = row.get("text1") or ""
             yield (
@@ -183,6 +176,7 @@ def write_webdataset(
     *,
     image_root: Path | str | None = None,
     report: dict[str, int] | None = None,
+    written: list | None = None,
 ) -> list[Path]:
     """Write WebDataset tar shards `00000.tar`, `00001.tar`, ... and return their paths.
 
@@ -194,7 +188,8 @@ def write_webdataset(
     shards left by an earlier, larger export are deleted. Rows with no image_id, a repeated
     image_id or an unreadable image are skipped and counted in `report` (if given). Relative
     image paths are read under `image_root`. Free space for the estimated size is checked first
-    (`StorageError` on a full disk).
+    (`StorageError` on a full disk). `written` (if given) receives the image ids written, in
+    tar order.
     """
     if samples_per_shard < 1:
         raise ValueError("samples_per_shard must be >= 1")
@@ -213,7 +208,9 @@ def write_webdataset(
 
     ensure_free_space(out / "00000.tar", _estimated_bytes(rows, image_path_column, root))
     shards: list[Path] = []
-    for batch in _batches(_samples(rows, image_path_column, root, counts), samples_per_shard):
+    for batch in _batches(
+        _samples(rows, image_path_column, root, counts, written), samples_per_shard
+    ):
         shards.append(out / f"{len(shards):05d}.tar")
         with (
             atomic_path(shards[-1]) as tmp,
@@ -235,142 +232,101 @@ def write_webdataset(
 
 
 # ---------------------------------------------------------------------------------------------
-# Data card
+# Train / eval export
 # ---------------------------------------------------------------------------------------------
 
-_KNOWN_STATS = (
-    "num_samples",
-    "cap",
-    "num_clusters",
-    "num_shards",
-    "encoder",
-    "generator",
-    "sim_window",
-    "funnel",
-)
+
+@dataclass(frozen=True)
+class SplitExport:
+    """What `export_splits` wrote for one split."""
+
+    split: str
+    parquet: Path
+    shards: list[Path]
+    rows: int  # rows in the parquet file = samples in the tars
+    skipped: dict[str, int]  # rows left out of both, by reason
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.4g}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_fmt(v) for v in value)
-    return str(value)
+def export_splits(
+    table: pa.Table,
+    out_dir: Path | str,
+    splits: Sequence[str],
+    *,
+    samples_per_shard: int = 1000,
+    image_root: Path | str | None = None,
+) -> list[SplitExport]:
+    """Write each split of `table` (its `split` column) apart: `<split>.parquet` and
+    `webdataset/<split>/00000.tar, ...`.
 
-
-def _funnel_lines(funnel: Any) -> list[str]:
-    """Render the funnel: {stage: n} or {stage: {"in": a, "out": b, ...}} or [(stage, ...)]."""
-    items = list(funnel.items()) if isinstance(funnel, Mapping) else list(funnel or [])
-    lines = ["| stage | in | out | removed |", "|---|---:|---:|---:|"]
-    for entry in items:
-        if isinstance(entry, tuple) and len(entry) == 2:
-            stage, val = entry
-        elif isinstance(entry, Mapping):
-            stage, val = entry.get("stage", "?"), entry
-        else:
-            continue
-        if isinstance(val, Mapping):
-            n_in, n_out = val.get("in"), val.get("out")
-            removed = val.get("removed")
-            if removed is None and isinstance(n_in, int) and isinstance(n_out, int):
-                removed = n_in - n_out
-        else:
-            n_in, n_out, removed = None, val, None
-        cells = [_fmt(v) if v is not None else "" for v in (n_in, n_out, removed)]
-        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
-    return lines if len(lines) > 2 else []
-
-
-def write_data_card(
-    path: Path | str, *, scale: str, stats: Mapping[str, Any], columns: Sequence[str]
-) -> Path:
-    """Write a markdown data card for one exported scale.
-
-    Recognised `stats` keys: num_samples, cap (per-cluster cap actually used), num_clusters, num_shards, encoder, generator, sim_window (lo, hi), funnel
-    ({stage: count} or {stage: {"in", "out", "removed"}}). Any other key is listed verbatim.
+    The parquet file holds exactly the samples of its tars, in tar order (by image_id), without
+    the `split` column: a row whose image cannot be read (or whose image_id is missing or
+    repeated) is left out of both and counted in `skipped`. A split with no rows gets an empty
+    parquet file and no tars. Rows with a split not in `splits` are an error, not dropped.
     """
-    path = Path(path)
-    cap = stats.get("cap")
-    n = stats.get("num_samples")
-    lines: list[str] = [
-        f"# RealSyn-style image–multi-text dataset — scale {scale}",
-        "",
-        "Built with `realsyn_assets`, an implementation of the RealSyn data paradigm "
-        "(arXiv 2502.12513): images and sentences are mined from multimodal interleaved "
-        "documents, each image gets its three most similar realistic sentences by hierarchical "
-        "retrieval and one synthetic sentence fused by a language model, and the set is "
-        "balanced by capping image clusters.",
-        "",
-        "## Scale",
-        "",
-        f"- Scale partition: **{scale}**"
-        + (
-            f" (the paper's RealSyn{scale} uses a per-cluster cap of {PAPER_CAPS[scale]})"
-            if scale in PAPER_CAPS
-            else ""
-        ),
-        f"- Per-cluster cap used here: **{_fmt(cap) if cap is not None else 'not recorded'}** "
-        "(clusters larger than the cap are uniformly subsampled to it, smaller ones kept whole)",
-        f"- Samples: **{_fmt(n) if n is not None else 'not recorded'}**",
-    ]
-    for key, label in (
-        ("num_clusters", "Image clusters"),
-        ("num_shards", "WebDataset shards"),
-        ("encoder", "Encoder (retrieval, filtering, clustering)"),
-        ("generator", "Synthetic-text generator"),
-        ("sim_window", "Image–synthetic-text cosine window"),
-    ):
-        if key in stats:
-            value = stats[key]
-            if key == "sim_window" and isinstance(value, (list, tuple)) and len(value) == 2:
-                value = f"[{_fmt(value[0])}, {_fmt(value[1])}] (pairs outside are dropped)"
-            lines.append(f"- {label}: {_fmt(value)}")
-    if isinstance(n, int) and scale in ("15M", "30M", "100M") and n < 1_000_000:
-        lines.append(
-            f"- Note: {scale} names the paper's scale (its cap and recipe); this corpus is far "
-            "smaller than the paper's, so the sample count is far below the label."
+    if SPLIT_COLUMN not in table.column_names:
+        raise ValueError(f"rows lack the {SPLIT_COLUMN!r} column")
+    unknown = set(pc.unique(table.column(SPLIT_COLUMN)).to_pylist()) - set(splits)
+    if unknown:
+        raise ValueError(f"rows in unknown splits {sorted(map(str, unknown))}; known: {splits}")
+    out = Path(out_dir)
+    results = []
+    for split in splits:
+        rows = table.filter(pc.equal(table.column(SPLIT_COLUMN), split)).drop_columns(
+            [SPLIT_COLUMN]
         )
+        report: dict[str, int] = {}
+        written: list = []
+        shards = write_webdataset(
+            rows,
+            out / WEBDATASET_DIR / split,
+            samples_per_shard=samples_per_shard,
+            image_root=image_root,
+            report=report,
+            written=written,
+        )
+        kept = rows.take(
+            pc.index_in(
+                pa.array(written, rows.schema.field("image_id").type),
+                value_set=rows.column("image_id"),
+            )
+        )
+        parquet = write_table(kept, out / f"{split}.parquet")
+        skipped = {k: v for k, v in report.items() if k.startswith("skipped_") and v}
+        results.append(SplitExport(split, parquet, shards, kept.num_rows, skipped))
+    return results
 
-    lines += ["", "## Columns", "", "| column | meaning |", "|---|---|"]
-    for col in columns:
-        lines.append(f"| `{col}` | {COLUMN_DESCRIPTIONS.get(col, 'Extra column.')} |")
-    lines += [
-        "",
-        "`text1`..`text3` are the retrieved realistic sentences ordered by similarity to the "
-        "image (text1 most similar); `syn_text` is the synthetic text. Released-schema "
-        f"columns: {', '.join(f'`{c}`' for c in REALSYN_COLUMNS)}.",
-        "",
-        "## Lineage",
-        "",
-        "Every sample keeps where its parts came from: `image_doc_id` + `image_position` for the "
-        "image and `textK_doc_id` + `textK_position` + `textK_id` for each realistic text, with "
-        "the similarity scores used to select them. Ids are content hashes, stable across reruns.",
-        "",
-        "WebDataset layout: `<image_id>.jpg` (image bytes), `<image_id>.txt` (text1), "
-        "`<image_id>.json` (text2, text3, syn_text and the lineage/score columns).",
-    ]
-    funnel = _funnel_lines(stats.get("funnel"))
-    if funnel:
-        lines += ["", "## Funnel", ""] + funnel
-    extra = {k: v for k, v in stats.items() if k not in _KNOWN_STATS}
-    if extra:
-        lines += ["", "## Other statistics", "", "| name | value |", "|---|---|"]
-        for key in sorted(extra):
-            value = extra[key]
-            text = json.dumps(_json_value(value)) if isinstance(value, Mapping) else _fmt(value)
-            lines.append(f"| {key} | {text} |")
-    lines += [
-        "",
-        "## License",
-        "",
-        "This card describes derived data. The images and sentences remain subject to the "
-        "licenses and terms of their source documents and websites; check them before use or "
-        "redistribution. The RealSyn release itself is MIT-licensed metadata (URLs and texts).",
-        "",
-    ]
-    atomic_write_bytes(path, "\n".join(lines).encode("utf-8"))
-    return path
+
+def tar_inventory(shards: Sequence[Path]) -> dict[str, dict[str, int]]:
+    """Every sample in these tars: key -> {extension: member size in bytes}.
+
+    The key is the member name up to its first dot, as WebDataset groups members; a key seen in
+    two tars keeps the members of both.
+    """
+    samples: dict[str, dict[str, int]] = {}
+    for shard in shards:
+        with tarfile.open(shard) as tar:
+            for member in tar.getmembers():
+                if not member.isfile():
+                    continue
+                name = member.name.rsplit("/", 1)[-1]
+                key, _, ext = name.partition(".")
+                samples.setdefault(key, {})[ext] = member.size
+    return samples
+
+
+def shard_paths(out_dir: Path | str, split: str) -> list[Path]:
+    """The tar shards of one split under an export folder, in name order."""
+    folder = Path(out_dir) / WEBDATASET_DIR / split
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _SHARD_NAME.match(p.name))
+
+
+def webdataset_pattern(shards: Sequence[Path]) -> str | None:
+    """The brace pattern naming these consecutive shards, as open_clip_train's `--train-data`
+    takes it (`<dir>/{00000..00003}.tar`); None when there are none."""
+    if not shards:
+        return None
+    folder = Path(shards[0]).parent
+    last = len(shards) - 1
+    return str(folder / (f"{{00000..{last:05d}}}.tar" if last else "00000.tar"))

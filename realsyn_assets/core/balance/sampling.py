@@ -5,16 +5,32 @@ Two steps turn the 198M image-text samples into RealSyn15M / 30M / 100M:
    EVA02-CLIP E/14-plus; too high = OCR-like text copying, too low = mismatch);
 2. cluster the image embeddings (1M centres) and keep at most `cap` samples per cluster
    (20 / 35 / 180), all of smaller clusters, so frequent concepts stop dominating.
+
+The paper's fixed caps only reproduce its subset sizes for its own cluster-size distribution
+(~168 pairs per cluster over 168.3M pairs). The default rule here ("paper_fraction") instead
+solves, per scale, the cap whose capped total is closest to the paper's share of the pool
+(15.24M, 30.33M, 100.86M of 168.3M), so a corpus of any size gets subsets of the paper's
+proportions; "paper_cap" keeps 20 / 35 / 180.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 
+# The paper's fixed per-cluster caps (§3.3), one per released scale, smallest first.
 SCALE_CAPS: dict[str, int] = {"15M": 20, "30M": 35, "100M": 180}
+# Millions of pairs: the pool the caps act on (after the window) and each released subset.
+PAPER_POOL_M = 168.3
+PAPER_SCALE_SAMPLES_M: dict[str, float] = {"15M": 15.24, "30M": 30.33, "100M": 100.86}
+# Each scale's share of the pool: 9.06 %, 18.02 %, 59.93 %.
+SCALE_SHARES: dict[str, float] = {s: m / PAPER_POOL_M for s, m in PAPER_SCALE_SAMPLES_M.items()}
+CapRule = Literal["paper_fraction", "paper_cap"]
+PAPER_FRACTION: CapRule = "paper_fraction"
+PAPER_CAP: CapRule = "paper_cap"
 # Paper's window for EVA02-CLIP E/14-plus; other encoders have other similarity scales,
 # so recalibrate with `calibrate_window` instead of reusing these numbers.
 COSINE_WINDOW = (0.51, 0.61)
@@ -99,10 +115,18 @@ def choose_window(
 
 
 def _cluster_ranks(labels: np.ndarray, seed: int) -> np.ndarray:
-    """Each item's position in a seeded random permutation of its own cluster."""
+    """Each item's position in a seeded random permutation of its own cluster.
+
+    One sort of unique int64 keys `label << 32 | r` with r a seeded permutation of 0..n-1:
+    the keys order items by cluster, then randomly inside it, and being unique they give the
+    same order whatever sort algorithm numpy picks. Needs n < 2**32 and |label| < 2**31.
+    """
     n = labels.shape[0]
-    keys = np.random.default_rng(seed).random(n)
-    order = np.lexsort((keys, labels))
+    if n >= 1 << 32 or (n and max(-int(labels.min()), int(labels.max())) >= 1 << 31):
+        raise ValueError("too many items or cluster ids out of int32 range")
+    keys = (labels.astype(np.int64) << 32) | np.random.default_rng(seed).permutation(n)
+    order = np.argsort(keys)
+    del keys
     sorted_labels = labels[order]
     is_start = np.ones(n, dtype=bool)
     is_start[1:] = sorted_labels[1:] != sorted_labels[:-1]
@@ -162,6 +186,73 @@ def cluster_size_stats(labels: np.ndarray) -> dict[str, float]:
     }
 
 
+def capped_total(sizes: np.ndarray, cap: int) -> int:
+    """Pairs a per-cluster cap keeps: sum over clusters of min(size, cap)."""
+    return int(np.minimum(np.asarray(sizes, dtype=np.int64), cap).sum())
+
+
+def solve_cap(sizes: np.ndarray, share: float) -> int:
+    """The per-cluster cap T >= 1 whose capped total sum(min(size, T)) is closest to
+    `share * sum(sizes)` (ties go to the smaller cap).
+
+    The capped total is non-decreasing in T, so a binary search over T finds the first cap
+    reaching the target; each evaluation is one `searchsorted` over the sorted sizes plus a
+    prefix sum, O(k log k) in all for k clusters. A share >= 1 keeps every cluster whole
+    (T = largest size); 0 clusters give 0.
+    """
+    if not 0.0 <= share:
+        raise ValueError(f"share must be >= 0, got {share}")
+    s = np.sort(np.asarray(sizes, dtype=np.int64).ravel())
+    s = s[s > 0]
+    if s.size == 0:
+        return 0
+    prefix = np.concatenate([[0], np.cumsum(s)])
+    k, total, largest = s.size, int(prefix[-1]), int(s[-1])
+    target = share * total
+
+    def total_at(cap: int) -> int:
+        below = int(np.searchsorted(s, cap, side="right"))
+        return int(prefix[below]) + cap * (k - below)
+
+    if target >= total:
+        return largest
+    lo, hi = 1, largest  # total_at(largest) == total > target
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if total_at(mid) >= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    if lo > 1 and target - total_at(lo - 1) <= total_at(lo) - target:
+        return lo - 1
+    return lo
+
+
+def scale_cap(sizes: np.ndarray, scale: str, rule: CapRule) -> int:
+    """The per-cluster cap of `scale` under `rule`: the paper's fixed cap, or the cap solved to
+    the paper's share of the pool. Larger scales never get smaller caps, so subsets nest."""
+    if scale not in SCALE_CAPS:
+        raise ValueError(f"unknown scale {scale!r}; expected one of {list(SCALE_CAPS)}")
+    if rule == PAPER_CAP:
+        return SCALE_CAPS[scale]
+    if rule == PAPER_FRACTION:
+        return solve_cap(sizes, SCALE_SHARES[scale])
+    raise ValueError(f"unknown cap rule {rule!r}; expected {PAPER_FRACTION} or {PAPER_CAP}")
+
+
+def select_random(n_rows: int, size: int, seed: int) -> np.ndarray:
+    """Sorted indices of `size` rows drawn uniformly without replacement from `n_rows`.
+
+    The paper's ablation baseline (random sampling of the same size as the balanced subset).
+    The draw is a prefix of one seeded permutation, so for a fixed seed a smaller random subset
+    is contained in a larger one, as the balanced subsets are.
+    """
+    if n_rows < 0 or not 0 <= size <= n_rows:
+        raise ValueError(f"need 0 <= size <= n_rows, got size {size} of {n_rows}")
+    order = np.random.default_rng(seed).permutation(n_rows)[:size]
+    return np.sort(order).astype(np.int64, copy=False)
+
+
 @dataclass(frozen=True)
 class BalancedSelection:
     """The pairs one scale keeps, and the numbers that say whether the cap rule held."""
@@ -170,22 +261,67 @@ class BalancedSelection:
     candidate_pairs: int  # pairs inside the cosine window
     clusters: int  # non-empty clusters among the candidates
     expected_samples: int  # sum over clusters of min(size, cap)
+    cap: int
+    cap_rule: str
+    target_share: float  # the paper's share of the pool for this scale (under either rule)
+    sizes_before: np.ndarray  # candidate pairs per cluster id
+    sizes_after: np.ndarray  # selected pairs per cluster id
+
+    @property
+    def achieved_share(self) -> float:
+        return self.indices.size / self.candidate_pairs if self.candidate_pairs else 0.0
 
 
-def select_balanced(assignments: pa.Table, cap: int, seed: int = 0) -> BalancedSelection:
-    """Apply `cap_per_cluster` to the in-window rows of the image_clusters assignments table.
+def candidate_labels(assignments: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """(row indices, cluster ids) of the in-window rows of the image_clusters assignments.
 
-    `assignments` has one row per image-text pair with boolean `in_window` and integer
-    `cluster` (-1 outside the window). The expected size lets a check verify the export.
+    Raises ValueError when an in-window row has a negative cluster id.
     """
     in_window = np.asarray(assignments.column("in_window").to_numpy(zero_copy_only=False))
     candidates = np.flatnonzero(in_window)
-    labels = np.asarray(assignments.column("cluster").to_numpy())[candidates]
-    selected = candidates[cap_per_cluster(labels, cap, seed=seed)]
-    sizes = np.bincount(labels[labels >= 0]) if len(labels) else np.zeros(1, np.int64)
-    return BalancedSelection(
-        indices=selected,
-        candidate_pairs=len(candidates),
-        clusters=int((sizes > 0).sum()),
-        expected_samples=int(np.minimum(sizes, cap).sum()),
-    )
+    labels = np.asarray(assignments.column("cluster").to_numpy(), dtype=np.int64)[candidates]
+    if labels.size and labels.min() < 0:
+        raise ValueError("in-window pairs without a cluster: rematerialize image_clusters")
+    return candidates, labels
+
+
+def select_scales(
+    assignments: pa.Table,
+    scales: list[str] | None = None,
+    rule: CapRule = PAPER_FRACTION,
+    seed: int = 0,
+) -> dict[str, BalancedSelection]:
+    """The balanced subsets of `scales` (default: all, smallest first) from the image_clusters
+    `assignments` (boolean `in_window`, integer `cluster`): in-window rows capped per cluster
+    by `scale_cap`.
+
+    Each candidate gets one seeded random rank inside its cluster, computed once and the same
+    for every scale and rule; a scale keeps the ranks below its cap, so for one seed and one
+    assignments table 15M ⊂ 30M ⊂ 100M by construction.
+    """
+    candidates, labels = candidate_labels(assignments)
+    before = (np.bincount(labels) if labels.size else np.zeros(0, np.int64)).astype(np.int64)
+    ranks = _cluster_ranks(labels, seed) if labels.size else np.zeros(0, np.int64)
+    out = {}
+    for scale in scales or list(SCALE_CAPS):
+        cap = scale_cap(before, scale, rule)
+        chosen = np.flatnonzero(ranks < cap)
+        out[scale] = BalancedSelection(
+            indices=candidates[chosen].astype(np.int64, copy=False),
+            candidate_pairs=int(candidates.size),
+            clusters=int((before > 0).sum()),
+            expected_samples=capped_total(before, cap),
+            cap=int(cap),
+            cap_rule=rule,
+            target_share=SCALE_SHARES[scale],
+            sizes_before=before,
+            sizes_after=np.minimum(before, cap),
+        )
+    return out
+
+
+def select_balanced(
+    assignments: pa.Table, scale: str, rule: CapRule = PAPER_FRACTION, seed: int = 0
+) -> BalancedSelection:
+    """The balanced subset of one `scale` (see `select_scales`)."""
+    return select_scales(assignments, [scale], rule, seed)[scale]

@@ -26,24 +26,27 @@ def eval_split(image_ids: list[str], fraction: float, min_count: int = 16) -> li
     """Deterministic held-out split by id hash: the same image is held out at every scale.
 
     At least `min_count` images (the lowest hashes) are held out so small subsets still get a
-    usable evaluation set.
+    usable evaluation set, but never more than half of a subset by that rule, so a tiny subset
+    still has images to train on.
     """
 
     def bucket(iid: str) -> float:
         return int(hashlib.sha1(iid.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
     buckets = [bucket(i) for i in image_ids]
-    cutoff = sorted(buckets)[min(min_count, len(buckets)) - 1] if buckets else 0.0
+    held = min(min_count, len(buckets) // 2)
+    cutoff = sorted(buckets)[held - 1] if held > 0 else -1.0
     return [EVAL_SPLIT if b < fraction or b <= cutoff else TRAIN_SPLIT for b in buckets]
 
 
-def _composite(table: pa.Table) -> pa.Array:
+def composite_key(table: pa.Table) -> pa.Array:
+    """One string per row joining `shard` and `image_id` (a row's identity across tables)."""
     return pc.binary_join_element_wise(table.column("shard"), table.column("image_id"), "\x1f")
 
 
 def align(table: pa.Table, keys: pa.Table, name: str) -> pa.Table:
     """Rows of `table` in the order of `keys`, matched on (shard, image_id)."""
-    index = pc.index_in(_composite(keys), value_set=_composite(table))
+    index = pc.index_in(composite_key(keys), value_set=composite_key(table))
     if index.null_count:
         raise MissingRowsError(
             f"{index.null_count} selected images have no {name} row: "
@@ -96,3 +99,11 @@ def split_size(table: pa.Table, split: str) -> int:
 def split_rows(table: pa.Table, split: str) -> pa.Table:
     """The rows of `table` in `split`."""
     return table.filter(pc.equal(table.column("split"), split))
+
+
+def missing_from(outer: pa.Table, inner: pa.Table) -> int:
+    """Rows of `inner` whose (shard, image_id) is not in `outer`: 0 when inner ⊆ outer."""
+    if inner.num_rows == 0:
+        return 0
+    present = pc.is_in(composite_key(inner), value_set=composite_key(outer))
+    return int(inner.num_rows - (pc.sum(present).as_py() or 0))

@@ -134,25 +134,35 @@ class TextEncoder(Protocol):
 
 
 def cached_tag_vocabulary(
-    sentences_file: Path, cache_dir: Path, encoder: TextEncoder, prompt: str, size: int
+    sentences_file: Path,
+    cache_dir: Path,
+    encoder: TextEncoder,
+    prompt: str,
+    size: int,
+    user_tags: Sequence[str] = (),
 ) -> tuple[list[str], np.ndarray]:
     """The tag vocabulary mined from the `text` column of `sentences_file` (parquet) and the
     embeddings of its prompts (`prompt.format(tag)`).
 
     Identical for every shard of one clustering and encoder, and encoding up to 8,000 prompts
     costs more than tagging a shard: computed once and cached in `cache_dir` under a key of
-    (sentences file hash, encoder identity, prompt, size); caches of earlier keys are removed.
+    (sentences file hash, encoder identity, prompt, size, user tags); caches of earlier keys
+    are removed. `user_tags` (a user's list, e.g. RAM++'s) come first, mined words fill the rest.
     """
     from realsyn_assets.core.embedding.encoder import file_sha1
+    from realsyn_assets.core.generation.tagging import merge_vocabulary
 
     ident = f"{file_sha1(sentences_file)}|{encoder.identity}|{prompt}|{size}"
+    if user_tags:
+        ident += "|" + json.dumps(list(user_tags))
     key = hashlib.sha1(ident.encode()).hexdigest()[:16]
     cache = cache_dir / f"tags-{key}"
     words_file, vecs_file = cache.with_suffix(".json"), cache.with_suffix(".npy")
     if words_file.is_file() and vecs_file.is_file():
         return json.loads(words_file.read_text()), np.load(vecs_file)
     members = read_table(sentences_file, columns=["text"])
-    vocab = tag_vocabulary(members.column("text").to_pylist(), size=size)
+    mined = tag_vocabulary(members.column("text").to_pylist(), size=size)
+    vocab = merge_vocabulary(user_tags, mined, size)
     vecs = (
         encoder.encode_texts([prompt.format(w) for w in vocab])
         if vocab

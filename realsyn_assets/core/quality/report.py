@@ -18,6 +18,7 @@ from realsyn_assets.names import (
     QualityReportMetadata,
     RetrievedTextsMetrics,
     SentenceDedupMetrics,
+    SyntheticTextsMetrics,
 )
 
 # (label, stage, metric) in pipeline order; each count is the metric summed over partitions.
@@ -134,6 +135,80 @@ def _precision_section(precision: Mapping[str, float]) -> list[str]:
     ]
 
 
+_ST = SyntheticTextsMetrics
+
+
+def generation_summary(rows: Iterable[tuple[str, float]]) -> dict:
+    """The synthetic_texts step over all shards from (metric, value summed over shards) rows:
+    validation failures by kind and, on the demo, ground-truth rates of captions, tags, text1
+    and syn_text (share of labelled images whose text names the image's colour and shape) and
+    the share of images with a wrong text1 whose syn_text is right."""
+    totals = {str(m): float(v) for m, v in rows}
+
+    def by_kind(prefix: str) -> dict[str, int]:
+        return {
+            name.removeprefix(prefix): int(v)
+            for name, v in sorted(totals.items())
+            if name.startswith(prefix) and v
+        }
+
+    out: dict = {
+        "images": int(totals.get(_ST.IMAGES, 0)),
+        "syn_invalid_by_kind": by_kind(_ST.SYN_INVALID_PREFIX),
+        "caption_invalid_by_kind": by_kind(_ST.CAPTION_INVALID_PREFIX),
+    }
+    scored = totals.get(_ST.GT_IMAGES_SCORED, 0.0)
+    if scored:
+        wrong = totals.get(_ST.GT_TEXT1_WRONG, 0.0)
+        out["ground_truth"] = {
+            "images_scored": int(scored),
+            "caption_precision": totals.get(_ST.GT_CAPTION_RIGHT, 0.0) / scored,
+            "tags_precision": totals.get(_ST.GT_TAGS_RIGHT, 0.0) / scored,
+            "text1_precision": totals.get(_ST.GT_TEXT1_RIGHT, 0.0) / scored,
+            "syn_text_precision": totals.get(_ST.GT_SYN_RIGHT, 0.0) / scored,
+            "text1_wrong": int(wrong),
+            "syn_right_when_text1_wrong": (
+                totals.get(_ST.GT_SYN_RIGHT_TEXT1_WRONG, 0.0) / wrong if wrong else 0.0
+            ),
+        }
+    return out
+
+
+def generation_section(gen: Mapping) -> list[str]:
+    """report.md lines of the generation step (captions, tags, synthetic texts)."""
+    lines = ["", "## Synthetic texts", ""]
+    kinds = gen.get("syn_invalid_by_kind", {})
+    lines.append(
+        f"{gen.get('images', 0)} images; invalid synthetic texts by kind: "
+        + (", ".join(f"{k} {n}" for k, n in kinds.items()) or "none")
+        + "."
+    )
+    cap_kinds = gen.get("caption_invalid_by_kind", {})
+    lines.append(
+        "Invalid captions by kind: "
+        + (", ".join(f"{k} {n}" for k, n in cap_kinds.items()) or "none")
+        + "."
+    )
+    truth = gen.get("ground_truth")
+    if truth:
+        lines += [
+            "",
+            f"Against the demo ground truth ({truth['images_scored']} labelled images; a text "
+            "is right when it names the image's colour and shape):",
+            "",
+            "| text | precision |",
+            "|---|---|",
+            f"| caption | {truth['caption_precision']:.3f} |",
+            f"| tags (together) | {truth['tags_precision']:.3f} |",
+            f"| text1 (retrieved) | {truth['text1_precision']:.3f} |",
+            f"| syn_text (fused) | {truth['syn_text_precision']:.3f} |",
+            "",
+            f"syn_text right where text1 is wrong: {truth['syn_right_when_text1_wrong']:.3f} "
+            f"of {truth['text1_wrong']} images.",
+        ]
+    return lines
+
+
 def render_markdown(report: Mapping) -> str:
     """report.md: the report as markdown tables."""
     lines = ["# RealSyn quality report"]
@@ -145,6 +220,8 @@ def render_markdown(report: Mapping) -> str:
     lines += [f"- {p}: {n} samples" for p, n in report["subset_sizes"].items()]
     if report["retrieval_precision"]:
         lines += _precision_section(report["retrieval_precision"])
+    if report.get("generation"):
+        lines += generation_section(report["generation"])
     return "\n".join(lines) + "\n"
 
 

@@ -11,6 +11,11 @@ Choices the paper leaves open (spec §13.10), made the standard open_clip way:
 - OneCycleLR without momentum cycling, so AdamW keeps the paper's beta1 = 0.9 throughout;
 - logit_scale clamped to [0, ln 100] after each step (CLIP's cap on 1/temperature);
 - open_clip's default training augmentation (RandomResizedCrop, scale 0.9-1.0).
+
+Resumable (core/training/checkpoints.py): each epoch's order is a permutation drawn from (seed,
+epoch), and each item's caption and crop from (seed, epoch, index), so a run killed at any step
+continues from its last resume file to the same weights an uninterrupted run reaches. Runs
+data-parallel under torchrun (core/training/distributed.py, launch.py, worker.py).
 """
 
 from __future__ import annotations
@@ -31,7 +36,10 @@ from realsyn_assets.core.embedding.images import (
     load_rgb,
     worker_init_single_thread,
 )
-from realsyn_assets.core.io import atomic_path, ensure_free_space
+from realsyn_assets.core.io import ensure_free_space
+from realsyn_assets.core.training import checkpoints
+from realsyn_assets.core.training.distributed import SINGLE, DistContext, usable_batch
+from realsyn_assets.core.training.plots import save_loss_plot
 
 if TYPE_CHECKING:
     import torch
@@ -39,8 +47,15 @@ if TYPE_CHECKING:
 CHECKPOINT_NAME = "checkpoint.pt"
 LOSS_PLOT_NAME = "loss.png"
 MAX_LOGIT_SCALE = math.log(100.0)
+# A run "lowered the loss" when its loss relative to chance fell by at least this fraction;
+# a run that learns nothing (lr 0) moves it by about +-2% of noise.
+MIN_LOSS_DROP = 0.03
+# Fewer steps than this are too few to tell learning from noise: missing the drop only warns.
+MIN_JUDGED_STEPS = 10
 # The columns of a balanced subset a sample's captions are drawn from: 3 realistic + 1 synthetic.
 TEXT_COLUMNS = ("text1", "text2", "text3", "syn_text")
+# The asset's precision choices -> the autocast dtype names of `runtime.autocast_context`.
+PRECISIONS = {"fp32": "fp32", "amp_bf16": "bf16", "amp_fp16": "fp16"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,9 @@ class TrainConfig:
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast on cuda only; CPU always fp32
     log_every: int = 10  # call `log` every N steps (and on the first and last step)
     num_threads: int | None = None  # torch threads during the run; None = torch default
+    # the caption columns each step draws from (uniformly among a row's non-empty ones)
+    text_columns: tuple[str, ...] = TEXT_COLUMNS
+    checkpoint_every_steps: int = 0  # write the resume file every N steps (0: only at the end)
 
 
 @dataclass
@@ -77,6 +95,9 @@ class TrainResult:
     seconds: float
     loss_plot_path: Path | None  # small PNG
     lrs: list[float] = field(default_factory=list)  # learning rate used at each step
+    batch_sizes: list[int] = field(default_factory=list)  # global batch size of each step
+    resumed_from_step: int = 0  # the step a resumed run continued from (0: a fresh run)
+    processes: int = 1  # data-parallel training processes
 
 
 class _TrainDataset:
@@ -115,13 +136,16 @@ class _TrainDataset:
         return image, self.tokenizer([text])[0], None
 
 
-def samples_from_rows(rows: Sequence[Mapping]) -> list[TrainSample]:
-    """Training samples from balanced-subset rows (`image_path` + `TEXT_COLUMNS`).
+def samples_from_rows(
+    rows: Sequence[Mapping], text_columns: Sequence[str] = TEXT_COLUMNS
+) -> list[TrainSample]:
+    """Training samples from balanced-subset rows (`image_path` + `text_columns`).
 
-    Empty or missing texts are left out of a sample's captions; rows with none are dropped.
+    Empty or missing texts are left out of a sample's captions; rows with none are dropped. The
+    paper's ablations train on subsets of the columns (e.g. only ``syn_text``).
     """
     samples = [
-        TrainSample(image_path=r["image_path"], texts=[r[c] for c in TEXT_COLUMNS if r[c]])
+        TrainSample(image_path=r["image_path"], texts=[r[c] for c in text_columns if r.get(c)])
         for r in rows
     ]
     return [s for s in samples if s.texts]
@@ -133,6 +157,18 @@ def loss_first_last(losses: Sequence[float]) -> tuple[float, float]:
     values = np.asarray(losses, dtype=np.float64)
     tenth = max(1, len(values) // 10)
     return float(values[:tenth].mean()), float(values[-tenth:].mean())
+
+
+def loss_drop(losses: Sequence[float], batch_sizes: Sequence[int]) -> float:
+    """How much training lowered the loss relative to chance: 1 - last/first of the tenth-means
+    of loss / ln(batch size). InfoNCE of an untrained model sits near ln(batch size), so this
+    stays near 0 for a run that learns nothing, whatever its batch sizes (the last batch of an
+    epoch is often smaller, with a lower loss that is not learning)."""
+    if not losses:
+        return float("nan")
+    chance = np.log(np.maximum(np.asarray(batch_sizes, dtype=np.float64), 2.0))
+    first, last = loss_first_last(np.asarray(losses, dtype=np.float64) / chance)
+    return 1.0 - last / first
 
 
 def _collate_train(items):
@@ -198,10 +234,44 @@ def build_scheduler(optimizer, config: TrainConfig, total_steps: int):
     )
 
 
-def steps_per_epoch(n_samples: int, batch_size: int) -> int:
-    """Batches per epoch with drop_last=False, not counting a final batch of size 1."""
+def steps_per_epoch(n_samples: int, batch_size: int, world_size: int = 1) -> int:
+    """Batches per epoch with drop_last=False, not counting a final batch too small to use
+    (size 1; across processes, one with fewer samples than processes)."""
     full, rest = divmod(n_samples, batch_size)
-    return full + (1 if rest >= 2 else 0)
+    return full * bool(usable_batch(batch_size, world_size)) + bool(usable_batch(rest, world_size))
+
+
+def epoch_order(n_samples: int, seed: int, epoch: int) -> list[int]:
+    """The sample order of `epoch`: the permutation that ``DataLoader(shuffle=True,
+    generator=torch.Generator().manual_seed(seed))`` yields in its epoch-th pass (each pass
+    draws the loader's base seed, the sampler's permutation and the permutation of its empty
+    remainder from that generator), replayed from the seed so it needs no saved state. Costs
+    2 * epoch + 1 permutations of n_samples: minutes over a whole paper-scale run."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epoch):
+        torch.empty((), dtype=torch.int64).random_(generator=generator)  # the base seed
+        torch.randperm(n_samples, generator=generator)  # the pass's order
+        torch.randperm(n_samples, generator=generator)  # RandomSampler's empty remainder
+    torch.empty((), dtype=torch.int64).random_(generator=generator)
+    return torch.randperm(n_samples, generator=generator).tolist()
+
+
+def epoch_batches(
+    n_samples: int, batch_size: int, seed: int, epoch: int, world_size: int = 1
+) -> list[list[int]]:
+    """The global batches of one epoch: `epoch_order` cut into batches,
+    each trimmed to `usable_batch` (unusable ones dropped). A pure function, so a resumed run
+    finds its place from the step alone."""
+    order = epoch_order(n_samples, seed, epoch)
+    batches = []
+    for start in range(0, n_samples, batch_size):
+        chunk = order[start : start + batch_size]
+        used = usable_batch(len(chunk), world_size)
+        if used:
+            batches.append(chunk[:used])
+    return batches
 
 
 def _clean_samples(samples: Sequence[TrainSample]) -> list[TrainSample]:
@@ -213,28 +283,46 @@ def _clean_samples(samples: Sequence[TrainSample]) -> list[TrainSample]:
     return out
 
 
-def save_loss_plot(losses: Sequence[float], path: Path, title: str = "") -> Path:
-    """Small PNG of per-step loss plus a moving average (Agg canvas, no pyplot global state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+def _plan(samples, config: TrainConfig, world_size: int, say) -> tuple[list[TrainSample], int, int]:
+    """(usable samples, steps per epoch, total steps), or ValueError when nothing can train."""
+    clean = _clean_samples(samples)
+    if len(clean) < len(samples):
+        say(f"skipped {len(samples) - len(clean)} samples without any non-empty text")
+    per_epoch = steps_per_epoch(len(clean), config.batch_size, world_size)
+    total = config.epochs * per_epoch
+    if config.max_steps is not None:
+        total = min(total, config.max_steps)
+    if total < 1:
+        raise ValueError(
+            f"nothing to train: {len(clean)} usable samples, batch_size {config.batch_size}, "
+            f"epochs {config.epochs}, max_steps {config.max_steps} "
+            f"(need >= {max(2, world_size)} samples per step)"
+        )
+    return clean, per_epoch, total
 
-    fig = Figure(figsize=(5, 3), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    steps = np.arange(1, len(losses) + 1)
-    ax.plot(steps, losses, lw=0.8, alpha=0.5, label="loss")
-    w = max(1, len(losses) // 20)
-    if w > 1:
-        smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
-        ax.plot(steps[w - 1 :], smooth, lw=1.5, label=f"mean of {w}")
-    ax.set_xlabel("step")
-    ax.set_ylabel("InfoNCE loss")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
+
+def _loader(dataset: _TrainDataset, batches: list[list[int]], config: TrainConfig, dist):
+    """A DataLoader over this rank's share of each of `batches` (every world_size-th sample)."""
+    from torch.utils.data import DataLoader
+
+    return DataLoader(
+        dataset,
+        batch_sampler=[b[dist.rank :: dist.world_size] for b in batches],
+        num_workers=max(0, config.num_workers),
+        collate_fn=_collate_train,
+        worker_init_fn=worker_init_single_thread if config.num_workers > 0 else None,
+    )
+
+
+def _loss_fn(dist: DistContext):
+    """InfoNCE over the global batch: across processes every rank gathers all features."""
+    import open_clip
+
+    if not dist.distributed:
+        return open_clip.ClipLoss()
+    return open_clip.ClipLoss(
+        gather_with_grad=True, cache_labels=True, rank=dist.rank, world_size=dist.world_size
+    )
 
 
 def train_clip(
@@ -243,35 +331,28 @@ def train_clip(
     out_dir: Path | str,
     init_checkpoint: str | None = None,
     log: Callable[[str], None] | None = None,
+    dist: DistContext = SINGLE,
 ) -> TrainResult:
     """Train CLIP on (image, texts) samples; write ``checkpoint.pt`` and ``loss.png`` in out_dir.
 
     Fresh runs start from the same seeded random init that ``ensure_local_weights`` would write
-    for this seed. Deterministic for a seed on CPU (any ``num_workers``). The checkpoint loads
-    with ``Encoder(EncoderSpec(model_name=..., checkpoint=...))``.
+    for this seed. Deterministic for a seed on CPU (any ``num_workers``); resumes from
+    ``resume.pt`` in out_dir when it holds a compatible partial run. Under torchrun (`dist`),
+    only rank 0 logs and writes. The checkpoint loads with
+    ``Encoder(EncoderSpec(model_name=..., checkpoint=...))``.
     """
     t0 = time.perf_counter()
-    say = log or (lambda _msg: None)
+    say = (log or (lambda _msg: None)) if dist.is_main else (lambda _msg: None)
     out_dir = Path(out_dir)
-    clean = _clean_samples(samples)
-    if len(clean) < len(samples):
-        say(f"skipped {len(samples) - len(clean)} samples without any non-empty text")
-    per_epoch = steps_per_epoch(len(clean), config.batch_size)
-    total = config.epochs * per_epoch
-    if config.max_steps is not None:
-        total = min(total, config.max_steps)
-    if total < 1:
-        raise ValueError(
-            f"nothing to train: {len(clean)} usable samples, batch_size {config.batch_size}, "
-            f"epochs {config.epochs}, max_steps {config.max_steps} (need >= 2 samples per step)"
-        )
+    clean, per_epoch, total = _plan(samples, config, dist.world_size, say)
 
     register_model_configs(config.model_name)
     import open_clip
     import torch
-    from torch.utils.data import DataLoader
 
     device = runtime.resolve_device(config.device)
+    if config.precision != "fp32" and not device.startswith("cuda"):
+        say(f"precision {config.precision} needs CUDA: training in fp32 on {device}")
     amp = runtime.autocast_context(device, config.precision)
     fork_devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
     with torch.random.fork_rng(devices=fork_devices), runtime.torch_threads(config.num_threads):
@@ -284,49 +365,68 @@ def train_clip(
                 init_logit_scale=math.log(1.0 / config.temperature_init),
             )
         model.train()
-        # A full disk fails now, not after the training that the checkpoint would have kept.
-        ensure_free_space(out_dir / CHECKPOINT_NAME, runtime.checkpoint_bytes(model))
+        # A full disk fails now, not after the training that the checkpoint would have kept:
+        # room for checkpoint.pt plus resume.pt (weights and AdamW's two moments).
+        ensure_free_space(out_dir / CHECKPOINT_NAME, 4 * runtime.checkpoint_bytes(model))
         tokenizer = open_clip.get_tokenizer(config.model_name)
         optimizer = build_optimizer(model, config)
         scheduler = build_scheduler(optimizer, config, total)
         scaler = torch.amp.GradScaler(
             "cuda", enabled=device.startswith("cuda") and config.precision == "fp16"
         )
-        loss_fn = open_clip.ClipLoss()
+        parts = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+        run_id = checkpoints.fingerprint(config, clean, init_checkpoint)
+        resume_path = out_dir / checkpoints.RESUME_NAME
+        state = checkpoints.load_resume(resume_path, run_id, say)
+        losses: list[float] = list(state["losses"]) if state else []
+        lrs: list[float] = list(state["lrs"]) if state else []
+        sizes: list[int] = list(state["batch_sizes"]) if state else []
+        step = min(int(state["step"]), total) if state else 0
+        resumed_from_step = step
+        if state:
+            checkpoints.restore(state, device=device, **parts)
+        net = model
+        if dist.distributed:
+            net = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[torch.device(device).index] if fork_devices else None
+            )
+        loss_fn = _loss_fn(dist)
         dataset = _TrainDataset(clean, preprocess_train, tokenizer, config.seed)
-        loader = DataLoader(
-            dataset,
-            batch_size=config.batch_size,
-            shuffle=True,
-            drop_last=False,
-            num_workers=max(0, config.num_workers),
-            generator=torch.Generator().manual_seed(config.seed),
-            collate_fn=_collate_train,
-            worker_init_fn=worker_init_single_thread if config.num_workers > 0 else None,
-        )
         say(
             f"training {config.model_name} on {len(clean)} samples: {total} steps "
             f"({per_epoch}/epoch, batch {config.batch_size}) on {device}"
+            + (f" x {dist.world_size} processes" if dist.distributed else "")
+            + (f", from step {step}" if step else "")
         )
 
-        losses: list[float] = []
-        lrs: list[float] = []
-        step = 0
-        for epoch in range(config.epochs):
+        def save_state() -> None:
+            checkpoints.save_resume(
+                resume_path,
+                step=step,
+                losses=losses,
+                lrs=lrs,
+                batch_sizes=sizes,
+                run_fingerprint=run_id,
+                device=device,
+                **parts,
+            )
+
+        for epoch in range(step // per_epoch, config.epochs):
             if step >= total:
                 break
             dataset.epoch = epoch  # picked up by workers: they are re-created each epoch
-            for images, tokens, errors in loader:
+            batches = epoch_batches(
+                len(clean), config.batch_size, config.seed, epoch, dist.world_size
+            )
+            batches = batches[step - epoch * per_epoch :][: total - step]
+            loader = _loader(dataset, batches, config, dist)
+            for batch, (images, tokens, errors) in zip(batches, loader, strict=True):
                 if errors:
                     raise UnreadableImageError(*errors[0])
-                if step >= total:
-                    break
-                if images.shape[0] < 2:  # InfoNCE needs negatives
-                    continue
                 lr = optimizer.param_groups[0]["lr"]
                 optimizer.zero_grad(set_to_none=True)
                 with amp:
-                    img_f, txt_f, scale = model(images.to(device), tokens.to(device))
+                    img_f, txt_f, scale = net(images.to(device), tokens.to(device))
                     loss = loss_fn(img_f, txt_f, scale)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -337,27 +437,37 @@ def train_clip(
                 step += 1
                 losses.append(float(loss.detach()))
                 lrs.append(float(lr))
+                sizes.append(len(batch))
                 if step == 1 or step == total or step % max(1, config.log_every) == 0:
                     say(
                         f"step {step}/{total} epoch {epoch + 1} loss {losses[-1]:.4f} "
                         f"lr {lr:.2e} temp {math.exp(-float(model.logit_scale.detach())):.4f}"
                     )
+                every = config.checkpoint_every_steps
+                if dist.is_main and every > 0 and step % every == 0 and step < total:
+                    save_state()
+                    say(f"checkpoint: step {step}/{total} -> {resume_path.name}")
+        if dist.is_main:
+            save_state()  # first: a run killed while writing the final checkpoint resumes at the end
 
     checkpoint_path = out_dir / CHECKPOINT_NAME
-    state = {
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "model_name": config.model_name,
-        "train_config": asdict(config),
-        "steps": step,
-        "losses": losses,
-        "init_checkpoint": init_checkpoint,
-    }
-    runtime.atomic_torch_save(state, checkpoint_path)
-    plot = save_loss_plot(
-        losses,
-        out_dir / LOSS_PLOT_NAME,
-        f"{config.model_name}: {step} steps, batch {config.batch_size}",
-    )
+    if dist.is_main:
+        state = {
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "model_name": config.model_name,
+            "train_config": asdict(config),
+            "steps": step,
+            "losses": losses,
+            "lrs": lrs,
+            "batch_sizes": sizes,
+            "init_checkpoint": init_checkpoint,
+        }
+        runtime.atomic_torch_save(state, checkpoint_path)
+        save_loss_plot(
+            losses,
+            out_dir / LOSS_PLOT_NAME,
+            f"{config.model_name}: {step} steps, batch {config.batch_size}",
+        )
     seconds = time.perf_counter() - t0
     say(f"done: {step} steps in {seconds:.1f}s, final loss {losses[-1]:.4f} -> {checkpoint_path}")
     return TrainResult(
@@ -365,6 +475,9 @@ def train_clip(
         losses=losses,
         steps=step,
         seconds=seconds,
-        loss_plot_path=plot,
+        loss_plot_path=out_dir / LOSS_PLOT_NAME,
         lrs=lrs,
+        batch_sizes=sizes,
+        resumed_from_step=resumed_from_step,
+        processes=dist.world_size,
     )

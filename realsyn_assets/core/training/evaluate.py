@@ -1,13 +1,19 @@
-"""Held-out evaluation of a trained CLIP checkpoint against the same architecture untrained
-(paper §4): image<->text retrieval recall and, where images carry a concept, zero-shot accuracy.
+"""Evaluation of trained CLIP checkpoints (paper §4, §8): every model of a scale (the RealSyn
+recipe, its ablation variants, the same architecture untrained) on the same held-out split and
+the same user sets, so their rows compare.
 
-Comparing with the untrained model shows what training on the subset bought, independent of the
-eval set's size and difficulty.
+* held-out split: image<->text1 retrieval recall and, where images carry a concept (the demo),
+  zero-shot accuracy with the prompt ensemble;
+* captions sets: image<->caption R@1/5/10 (Flickr protocol);
+* classification sets: zero-shot accuracy with the prompt ensemble.
+
+The untrained row shows what training bought, independent of the eval set's size and difficulty.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,44 +21,76 @@ import numpy as np
 from realsyn_assets.core.embedding.encoder import Encoder, EncoderSpec
 from realsyn_assets.core.embedding.runtime import load_checkpoint
 from realsyn_assets.core.evaluation import retrieval_recall, zero_shot_accuracy
-from realsyn_assets.names import ClipEvaluationMetrics
+from realsyn_assets.core.training.user_sets import (
+    PROMPT_TEMPLATES,
+    RECALL_KS,
+    CaptionsSet,
+    ClassificationSet,
+    UserSetError,
+    captions_recall,
+    class_embeddings,
+    ensemble_zero_shot,
+)
+from realsyn_assets.names import ClipEvaluationMetrics as EM
 
-RECALL_KS = (1, 5, 10)
-# The recall scores `evaluate_encoder` returns (`retrieval_recall` names at RECALL_KS).
+# The held-out recall scores `evaluate_encoder` returns (`retrieval_recall` names at RECALL_KS).
 RECALLS = (
-    ClipEvaluationMetrics.I2T_R_AT_1,
-    ClipEvaluationMetrics.I2T_R_AT_5,
-    ClipEvaluationMetrics.I2T_R_AT_10,
-    ClipEvaluationMetrics.T2I_R_AT_1,
-    ClipEvaluationMetrics.T2I_R_AT_5,
-    ClipEvaluationMetrics.T2I_R_AT_10,
+    EM.I2T_R_AT_1,
+    EM.I2T_R_AT_5,
+    EM.I2T_R_AT_10,
+    EM.T2I_R_AT_1,
+    EM.T2I_R_AT_5,
+    EM.T2I_R_AT_10,
 )
 
 
-def evaluate_encoder(
-    encoder,
-    paths: Sequence[str],
-    texts: Sequence[str],
-    concepts: Sequence[str | None],
-    class_names: Sequence[str],
-) -> dict[str, float]:
-    """Recall@1/5/10 of image i against text i; zero-shot accuracy over `class_names`.
+@dataclass(frozen=True)
+class HeldOut:
+    """The eval split: image i is described by texts[i]; concepts[i] is its class or None."""
 
-    `concepts[i]` is image i's class (None when unknown); zero-shot accuracy is reported only
-    when some image's concept is one of `class_names`, with the prompt "a photo of a <class>".
-    """
-    class_names = list(class_names)
-    image_emb = encoder.encode_images(paths)
-    text_emb = encoder.encode_texts(texts)
-    scores = retrieval_recall(image_emb, text_emb, np.arange(len(paths)), ks=RECALL_KS)
-    if class_names:
-        labelled = [i for i, c in enumerate(concepts) if c in class_names]
-        if labelled:
-            class_emb = encoder.encode_texts([f"a photo of a {c}" for c in class_names])
-            labels = np.array([class_names.index(concepts[i]) for i in labelled])
-            scores[ClipEvaluationMetrics.ZERO_SHOT_ACCURACY] = zero_shot_accuracy(
-                image_emb[labelled], class_emb, labels
-            )
+    paths: list[str]
+    texts: list[str]
+    concepts: list[str | None] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class UserSets:
+    captions: list[CaptionsSet] = field(default_factory=list)
+    classification: list[ClassificationSet] = field(default_factory=list)
+
+    def __post_init__(self):
+        names = [s.name for s in self.captions] + [s.name for s in self.classification]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise UserSetError(f"user sets share a folder name: {twice}; rename one folder")
+
+
+def evaluate_encoder(encoder, held_out: HeldOut) -> dict[str, float]:
+    """Recall@1/5/10 of image i against text i; zero-shot accuracy over `class_names` when some
+    image's concept is one of them (prompt ensemble)."""
+    image_emb = encoder.encode_images(held_out.paths)
+    text_emb = encoder.encode_texts(held_out.texts)
+    owners = np.arange(len(held_out.paths))
+    scores = retrieval_recall(image_emb, text_emb, owners, ks=RECALL_KS)
+    names = list(held_out.class_names)
+    labelled = [i for i, c in enumerate(held_out.concepts) if c in names]
+    if names and labelled:
+        classes = class_embeddings(encoder, names, PROMPT_TEMPLATES)
+        labels = np.array([names.index(held_out.concepts[i]) for i in labelled])
+        scores[EM.ZERO_SHOT_ACCURACY] = zero_shot_accuracy(image_emb[labelled], classes, labels)
+    return scores
+
+
+def user_set_scores(encoder, user_sets: UserSets) -> dict[str, float]:
+    """`captions_set/<folder>/<recall>` and `classification_set/<folder>/zero_shot_accuracy`."""
+    scores: dict[str, float] = {}
+    for captions in user_sets.captions:
+        for key, value in captions_recall(encoder, captions).items():
+            scores[f"{EM.CAPTIONS_SET_PREFIX}{captions.name}/{key}"] = value
+    for classes in user_sets.classification:
+        key = f"{EM.CLASSIFICATION_SET_PREFIX}{classes.name}/{EM.ZERO_SHOT_ACCURACY}"
+        scores[key] = ensemble_zero_shot(encoder, classes)
     return scores
 
 
@@ -61,22 +99,53 @@ def checkpoint_model_name(checkpoint: Path) -> str:
     return load_checkpoint(checkpoint).get("model_name")
 
 
-def evaluate_checkpoint(
-    checkpoint: Path,
-    models_dir: Path,
-    device: str,
-    paths: Sequence[str],
-    texts: Sequence[str],
-    concepts: Sequence[str | None],
-    class_names: Sequence[str],
-) -> tuple[dict[str, float], dict[str, float]]:
-    """(trained, untrained) scores of `evaluate_encoder`: the checkpoint, then the same model
-    with its seeded random initialisation."""
-    model_name = checkpoint_model_name(checkpoint)
-    trained = Encoder(
-        EncoderSpec(model_name=model_name, checkpoint=str(checkpoint), device=device), models_dir
-    )
-    untrained = Encoder(EncoderSpec(model_name=model_name, device=device), models_dir)
-    after = evaluate_encoder(trained, paths, texts, concepts, class_names)
-    before = evaluate_encoder(untrained, paths, texts, concepts, class_names)
-    return after, before
+def model_encoders(
+    checkpoints: Mapping[str, Path | None], model_name: str, models_dir: Path, device: str
+) -> dict[str, Encoder]:
+    """An encoder per named model: its checkpoint, or the architecture's seeded random
+    initialisation where the checkpoint is None."""
+    return {
+        name: Encoder(
+            EncoderSpec(
+                model_name=model_name,
+                checkpoint=str(path) if path is not None else None,
+                device=device,
+            ),
+            models_dir,
+        )
+        for name, path in checkpoints.items()
+    }
+
+
+def evaluate_models(
+    encoders: Mapping[str, object], held_out: HeldOut, user_sets: UserSets | None = None
+) -> dict[str, dict[str, float]]:
+    """model name -> its held-out scores and user-set scores, every model on the same data."""
+    user_sets = user_sets or UserSets()
+    return {
+        name: {**evaluate_encoder(encoder, held_out), **user_set_scores(encoder, user_sets)}
+        for name, encoder in encoders.items()
+    }
+
+
+def mean_recall(scores: Mapping[str, float], prefix: str = "") -> float:
+    """Mean of the six held-out recalls named `prefix` + recall (NaN when none is present)."""
+    values = [scores[prefix + k] for k in RECALLS if prefix + k in scores]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def score_columns(results: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """Every score key of `results`: the held-out scores, then each user set's; within a group
+    the recalls in `RECALLS` order, then zero-shot accuracy."""
+    order = {name: i for i, name in enumerate((*RECALLS, EM.ZERO_SHOT_ACCURACY))}
+
+    def position(key: str) -> tuple:
+        group, _, metric = key.rpartition("/")
+        return (group != "", group, order.get(metric, len(order)), metric)
+
+    return sorted({k for scores in results.values() for k in scores}, key=position)
+
+
+def user_set_paths(entries: Sequence[str], home: Path) -> list[Path]:
+    """Configured set paths, absolute or relative to the home."""
+    return [home / Path(entry).expanduser() for entry in entries]

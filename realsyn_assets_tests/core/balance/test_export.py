@@ -1,4 +1,4 @@
-"""Tests for core/balance/export.py: parquet, WebDataset shards, data card."""
+"""Tests for core/balance/export.py: parquet, WebDataset shards, train / eval export."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from PIL import Image
 
 from realsyn_assets.core.balance.export import (
     REALSYN_COLUMNS,
-    write_data_card,
+    export_splits,
+    sample_key,
+    shard_paths,
+    tar_inventory,
     write_webdataset,
 )
 from realsyn_assets.core.ids import image_id, sentence_id
@@ -180,36 +183,49 @@ def test_webdataset_relative_paths_and_custom_column(tmp_path):
         write_webdataset(table, tmp_path / "x")
 
 
-def test_data_card(tmp_path):
-    table = _rows(tmp_path, 3)
-    stats = {
-        "num_samples": 1234,
-        "num_clusters": 56,
-        "encoder": "ViT-B-32/laion2b_s34b_b79k",
-        "generator": "offline",
-        "funnel": {
-            "images extracted": 5000,
-            "image quality filter": {"in": 5000, "out": 4100},
-            "image dedup": {"in": 4100, "out": 3000},
-        },
-        "seed": 7,
-    }
-    path = write_data_card(
-        tmp_path / "card" / "README.md", scale="30M", stats=stats, columns=table.column_names
+def test_export_splits_writes_train_and_eval_apart(tmp_path):
+    table = _rows(tmp_path, 6)
+    split = ["eval" if i in (1, 4) else "train" for i in range(6)]
+    table = table.append_column("split", pa.array(split))
+    Path(table.column("image_path")[2].as_py()).unlink()  # a train image that cannot be read
+    out = tmp_path / "export"
+    train, held = export_splits(table, out, ("train", "eval"), samples_per_shard=2)
+    assert (train.rows, held.rows) == (3, 2)
+    assert train.skipped == {"skipped_missing_image": 1} and held.skipped == {}
+    assert [p.name for p in train.shards] == ["00000.tar", "00001.tar"]
+    assert shard_paths(out, "train") == train.shards and shard_paths(out, "eval") == held.shards
+    for part in (train, held):
+        rows = pq.read_table(part.parquet)
+        assert "split" not in rows.column_names
+        ids = rows.column("image_id").to_pylist()
+        assert ids == sorted(ids)  # tar order
+        samples = tar_inventory(part.shards)
+        assert sorted(samples) == [sample_key(i) for i in ids]
+        assert all(set(m) == {"jpg", "json", "txt"} and m["txt"] > 0 for m in samples.values())
+    assert not set(tar_inventory(train.shards)) & set(tar_inventory(held.shards))
+    before = [p.read_bytes() for p in (*train.shards, *held.shards, train.parquet, held.parquet)]
+    again = export_splits(
+        table.take([5, 3, 1, 0, 2, 4]), out, ("train", "eval"), samples_per_shard=2
     )
-    text = path.read_text()
-    assert "30M" in text and "1,234" in text and "35" in text  # scale, count, paper cap
-    assert "ViT-B-32/laion2b_s34b_b79k" in text and "56" in text
-    assert "| image quality filter | 5,000 | 4,100 | 900 |" in text
-    assert "| image dedup | 4,100 | 3,000 | 1,100 |" in text
-    for col in ("text1", "syn_text", "text2_doc_id", "image_position", "extra_note"):
-        assert f"`{col}`" in text
-    assert "most similar" in text and "synthetic" in text.lower()
-    assert "license" in text.lower() and "source" in text.lower()
-    assert "| seed | 7 |" in text
-    assert "cap used here: **not recorded**" in text  # never claims a cap it was not given
-    assert [p.name for p in path.parent.iterdir()] == ["README.md"]
+    after = [p.read_bytes() for e in again for p in e.shards] + [
+        e.parquet.read_bytes() for e in again
+    ]
+    assert after == before  # same rows in any order, same bytes
 
-    custom = write_data_card(tmp_path / "c2.md", scale="tiny", stats={"cap": 3}, columns=["text1"])
-    body = custom.read_text()
-    assert "tiny" in body and "**3**" in body and "not recorded" in body
+
+def test_export_splits_rejects_unknown_splits_and_keeps_empty_ones(tmp_path):
+    table = _rows(tmp_path, 3).append_column("split", pa.array(["train"] * 3))
+    train, held = export_splits(table, tmp_path / "out", ("train", "eval"))
+    assert held.rows == 0 and held.shards == [] and pq.read_table(held.parquet).num_rows == 0
+    with pytest.raises(ValueError, match="unknown splits"):
+        export_splits(
+            table.set_column(table.schema.get_field_index("split"), "split", pa.array(["x"] * 3)),
+            tmp_path / "out",
+            ("train", "eval"),
+        )
+    with pytest.raises(ValueError, match="split"):
+        export_splits(table.drop_columns(["split"]), tmp_path / "out", ("train",))
+
+
+def test_sample_keys_have_no_dots():
+    assert sample_key("img.a/b c") == "img_a_b_c"

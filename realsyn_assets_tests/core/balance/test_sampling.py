@@ -151,7 +151,7 @@ def test_select_balanced_caps_in_window_pairs():
     labels = skewed_labels()
     in_window = np.arange(labels.size) % 7 != 0
     table = pa.table({"in_window": in_window, "cluster": np.where(in_window, labels, -1)})
-    selection = select_balanced(table, 20, seed=3)
+    selection = select_balanced(table, "15M", "paper_cap", seed=3)
     candidates = np.flatnonzero(in_window)
     assert selection.candidate_pairs == candidates.size
     assert in_window[selection.indices].all()

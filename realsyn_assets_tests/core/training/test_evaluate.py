@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from realsyn_assets.core.training.clip import TEXT_COLUMNS, loss_first_last, samples_from_rows
-from realsyn_assets.core.training.evaluate import RECALLS, evaluate_encoder
+from realsyn_assets.core.training.evaluate import RECALLS, HeldOut, evaluate_encoder
 from realsyn_assets.names import ClipEvaluationMetrics as EM
 
 
@@ -38,9 +38,7 @@ class _OneHotEncoder:
 
     def encode_texts(self, texts):
         axis = [
-            self.classes.index(t.removeprefix("a photo of a "))
-            if t.startswith("a photo")
-            else int(t)
+            next(i for i, c in enumerate(self.classes) if c in t) if not t.isdigit() else int(t)
             for t in texts
         ]
         return np.eye(8, dtype=np.float32)[axis]
@@ -50,10 +48,11 @@ def test_evaluate_encoder_recall_and_zero_shot():
     classes = ["red circle", "blue square"]
     encoder = _OneHotEncoder(classes)
     paths, texts = ["0", "1", "2"], ["0", "1", "2"]
-    scores = evaluate_encoder(encoder, paths, texts, ["red circle", "blue square", None], classes)
+    held = HeldOut(paths, texts, ["red circle", "blue square", None], classes)
+    scores = evaluate_encoder(encoder, held)
     for name in (EM.I2T_R_AT_1, EM.T2I_R_AT_1, EM.I2T_R_AT_10):
         assert scores[name] == 1.0
     assert scores[EM.ZERO_SHOT_ACCURACY] == pytest.approx(1.0)
-    no_classes = evaluate_encoder(encoder, paths, texts, [None] * 3, [])
+    no_classes = evaluate_encoder(encoder, HeldOut(paths, texts))
     assert EM.ZERO_SHOT_ACCURACY not in no_classes
     assert set(no_classes) == set(RECALLS) and len(RECALLS) == 6
