@@ -116,13 +116,14 @@ def synthetic_texts(
         size=config.tag_vocabulary_size,
         user_tags=user_tags,
     )
-    cap = captioner.get(offline_path=home.asset_dir(Asset.IMAGE_CAPTIONER) / OFFLINE_CAPTIONER_FILE)
+    cap = _captioner(captioner, home, context.log)
     gen = generator.get(encoder=enc)
     version = getattr(gen, "prompt_version", None) or generator.prompt_version
     cfg = synthesis.StepConfig(
         config.invalid_policy, config.max_tags, version, out_dir / CACHE_DIR, key, enc.identity
     )
-    context.log.info(f"{key}: {len(inputs.image_ids)} images, captioner {cap.backend}, {gen.name}")
+    cap_name = (cap.backend, cap.model) if cap is not None else ("none", "")
+    context.log.info(f"{key}: {len(inputs.image_ids)} images, captioner {cap_name}, {gen.name}")
     result = synthesis.run_shard(
         inputs, cap, CaptionInput, CAPTION_PROMPT_VERSION, gen, enc, vocab, tag_vecs, cfg
     )
@@ -131,12 +132,25 @@ def synthetic_texts(
     counts[M.MAX_INVALID_SHARE] = float(config.max_invalid_share)
     counts.update(_ground_truth(home, inputs, result))
     meta = stage_metadata(metrics, Asset.SYNTHETIC_TEXTS, key, counts, None, result.table, path)
-    meta[MD.CAPTIONER], meta[MD.CAPTIONER_MODEL] = cap.backend, cap.model
+    meta[MD.CAPTIONER], meta[MD.CAPTIONER_MODEL] = cap_name
     meta[MD.GENERATOR], meta[MD.GENERATOR_MODEL] = gen.name, gen.model
     meta[MD.PROMPT_VERSION] = version
     texts1 = [result.texts1[i] for i in result.kept]
     meta[MD.EXAMPLES] = dg.MetadataValue.json(synthesis.examples(result.table, texts1))
     return dg.MaterializeResult(metadata=meta)
+
+
+def _captioner(captioner: CaptionerResource, home, log):
+    """The configured captioner; None (fusion without captions, logged) when the offline
+    captioner was not trained because the corpus had no image or sentence embeddings."""
+    path = home.asset_dir(Asset.IMAGE_CAPTIONER) / OFFLINE_CAPTIONER_FILE
+    try:
+        return captioner.get(offline_path=path)
+    except FileNotFoundError:
+        if captioner.backend != "offline":
+            raise
+        log.warning(f"no offline captioner at {path} (nothing to train on): no captions")
+        return None
 
 
 def _counts(result: synthesis.ShardResult, n: int, vocab: int, user: int) -> dict:

@@ -42,7 +42,7 @@ def _materialize(root, **config):
     )
 
     home = HomeResource(path=str(root))
-    base = {"model_name": "realsyn-tiny", "epochs": 10, "batch_size": 8, "max_steps": 24}
+    base = {"model_name": "realsyn-tiny", "epochs": 14, "batch_size": 8, "max_steps": 40}
     result = dg.materialize(
         [clip_checkpoint, training_lowered_loss],
         partition_key=SCALE,
@@ -65,7 +65,7 @@ def test_clip_checkpoint_trains_resumes_and_its_check_fails_without_learning(tmp
     _home(tmp_path)
     evaluation, meta = _materialize(tmp_path)
     assert evaluation.check_name == CHECK and evaluation.passed, evaluation.description
-    assert meta[TM.STEPS] == 24 and meta[TM.RESUMED_FROM_STEP] == 0 and meta[TM.PROCESSES] == 1
+    assert meta[TM.STEPS] == 40 and meta[TM.RESUMED_FROM_STEP] == 0 and meta[TM.PROCESSES] == 1
     assert meta[TM.LOSS_DROP] >= 0.03
     checks = {k: v.value for k, v in evaluation.metadata.items()}
     assert checks["loss_drop"] == pytest.approx(meta[TM.LOSS_DROP])
@@ -75,7 +75,7 @@ def test_clip_checkpoint_trains_resumes_and_its_check_fails_without_learning(tmp
 
     # the same config again: the finished run is found and nothing is retrained
     again, meta_again = _materialize(tmp_path)
-    assert again.passed and meta_again[TM.RESUMED_FROM_STEP] == 24
+    assert again.passed and meta_again[TM.RESUMED_FROM_STEP] == 40
     assert meta_again[TM.LOSS_DROP] == pytest.approx(meta[TM.LOSS_DROP])
 
     # lr 0: the weights never move, the loss stays at chance, the blocking check fails

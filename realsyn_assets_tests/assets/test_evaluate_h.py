@@ -29,7 +29,7 @@ def _resources(root):
     return StorageResource(home=home), MetricsResource(home=home)
 
 
-def _evaluation(metrics, trained: float, untrained: float, images: int = 20) -> None:
+def _evaluation(metrics, trained: float, untrained: float, images: int = 40) -> None:
     counts = {EM.EVAL_IMAGES: images, EM.CHANCE_I2T_R_AT_5: 0.25}
     counts.update({k: trained for k in RECALLS})
     counts.update({f"{EM.UNTRAINED_PREFIX}{k}": untrained for k in RECALLS})

@@ -51,7 +51,7 @@ MAX_LOGIT_SCALE = math.log(100.0)
 # a run that learns nothing (lr 0) moves it by about +-2% of noise.
 MIN_LOSS_DROP = 0.03
 # Fewer steps than this are too few to tell learning from noise: missing the drop only warns.
-MIN_JUDGED_STEPS = 10
+MIN_JUDGED_STEPS = 30
 # The columns of a balanced subset a sample's captions are drawn from: 3 realistic + 1 synthetic.
 TEXT_COLUMNS = ("text1", "text2", "text3", "syn_text")
 # The asset's precision choices -> the autocast dtype names of `runtime.autocast_context`.
