@@ -1,11 +1,13 @@
 """LanceDB tables of embeddings (`images`, `sentences`), one row per item, replaced per shard."""
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
+from realsyn_assets.resources.home import file_lock
 from realsyn_assets.resources.home_resource import HomeBasedResource
 
 
@@ -63,18 +65,23 @@ class VectorStoreResource(HomeBasedResource):
         the write (recorded as metadata).
         """
         db = self.connect()
-        table = self._open(db, table_name)
-        if table is None:
-            try:
+        with self._write_lock(table_name):
+            table = self._open(db, table_name)
+            if table is None:
                 return int(db.create_table(table_name, data=data).version)
-            except ValueError:  # another process created it in between: replace as usual
-                table = self._open(db, table_name)
-                if table is None:
-                    raise
-        table.delete(f"shard = '{shard.replace(chr(39), chr(39) * 2)}'")
-        if data.num_rows:
-            table.add(data)
-        return int(table.version)
+            table.delete(f"shard = '{shard.replace(chr(39), chr(39) * 2)}'")
+            if data.num_rows:
+                table.add(data)
+            return int(table.version)
+
+    def _write_lock(self, table_name: str):
+        """One writer per table at a time on this machine. Two processes that both find no
+        table and both create it would each commit a version 1, and the later one silently
+        replaces the other's rows (seen with concurrent `realsyn ingest`). Object stores get no
+        lock: run one writer per table there (the orchestrator's shard runs on one node)."""
+        if "://" in self.location:
+            return contextlib.nullcontext()
+        return file_lock(Path(self.location) / f".{table_name}.write.lock")
 
     def read(
         self, table_name: str, shards: list[str] | None = None, columns: list[str] | None = None
