@@ -3,13 +3,15 @@
 `demo` builds a small synthetic corpus and runs everything on it; `ingest` registers your own
 shard files; `run` materializes the graph for every registered shard, stage by stage; `status`
 shows what is materialized; `recluster` refits the sentence clusters; `bench` runs benchmarks
-and calibrations. Every run is recorded in the Dagster instance of the home, so `dagster dev`
-shows it afterwards.
+and calibrations. The partitions of a per-shard (or per-scale) stage run in parallel worker
+processes (`--workers`); GPU-bound steps share `--gpu-slots` pool slots. Every run is recorded in
+the Dagster instance of the home, so `dg dev` shows it afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -77,6 +79,17 @@ def _finish(reports, refused=()) -> int:
     return 1 if lines else 0
 
 
+def _configure_slots(args: argparse.Namespace) -> None:
+    from realsyn_assets.concurrency import GPU_POOL, gpu_slots, set_gpu_slots
+    from realsyn_assets.pipeline import get_instance
+
+    instance = get_instance()
+    if args.gpu_slots is not None:
+        set_gpu_slots(instance, args.gpu_slots)
+    slots = gpu_slots(instance) or "unlimited"
+    print(f"workers: {args.workers}; GPU pool {GPU_POOL!r}: {slots} slot(s)")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from realsyn_assets.demo.corpus import generate_demo_corpus
     from realsyn_assets.pipeline import prepare_environment, register, run_pipeline
@@ -84,12 +97,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     layout = prepare_environment(args.home)
     print(f"REALSYN_HOME={layout.root}")
+    _configure_slots(args)
     corpus = generate_demo_corpus(
         layout.root / "demo_corpus", n_docs=args.docs, n_shards=args.shards, seed=args.seed
     )
     keys = register(layout, corpus.shard_paths)
     print(f"demo corpus: {len(keys)} shards ({', '.join(keys)}) in {corpus.root}")
-    reports = run_pipeline(layout, SCALES, demo_run_configs(), on_stage=_print_stage)
+    reports = run_pipeline(
+        layout, SCALES, demo_run_configs(), on_stage=_print_stage, workers=args.workers
+    )
     failed = [f for r in reports for f in r.checks_failed]
     _print_outputs(layout)
     print(
@@ -111,7 +127,7 @@ def _print_outputs(layout) -> None:
         ("Dagster instance", layout.dagster_home),
     ]:
         print(f"  {label:18s} {path}")
-    print(f"UI: REALSYN_HOME={layout.root} DAGSTER_HOME={layout.dagster_home} dagster dev")
+    print(f"UI: REALSYN_HOME={layout.root} DAGSTER_HOME={layout.dagster_home} dg dev")
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -146,7 +162,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"no shards registered in {layout.root}: run `realsyn ingest PATH...`", file=sys.stderr
         )
         return 2
-    reports = run_pipeline(layout, args.scales or SCALES, on_stage=_print_stage)
+    _configure_slots(args)
+    reports = run_pipeline(
+        layout, args.scales or SCALES, on_stage=_print_stage, workers=args.workers
+    )
     _print_outputs(layout)
     return _finish(reports)
 
@@ -207,6 +226,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return int(module.main(args.args) or 0)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _parallel_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=os.cpu_count() or 1,
+        help="partitions of a per-shard or per-scale stage run at once, each in a worker "
+        "process (default: the number of cores; 1 = one after another in this process)",
+    )
+    parser.add_argument(
+        "--gpu-slots",
+        type=_positive,
+        default=None,
+        help="steps of GPU-bound assets (Dagster pool `encoder`) that may run at once across "
+        "all runs of the home; stored in the instance until changed (default: the limit "
+        "already set, else dagster.yaml's concurrency.pools.default_limit, 1)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="realsyn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -221,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--docs", type=int, default=240, help="documents in the demo corpus")
     demo.add_argument("--shards", type=int, default=4, help="shards in the demo corpus")
     demo.add_argument("--seed", type=int, default=0, help="seed of the demo corpus")
+    _parallel_arguments(demo)
     demo.set_defaults(func=cmd_demo)
 
     ingest = sub.add_parser(
@@ -257,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--scales", nargs="*", choices=SCALES, help="dataset scales to build (default: all)"
     )
+    _parallel_arguments(run)
     run.set_defaults(func=cmd_run)
 
     recluster = sub.add_parser(

@@ -1,15 +1,20 @@
-"""The one Definitions object: assets, checks, resources, jobs, sensor.
+"""The one Definitions object: assets, checks, resources, jobs, sensors.
 
-Stages alternate between per-shard work and corpus-wide steps (word statistics, clusters), so
-the pipeline is a sequence of jobs, derived from the asset graph (realsyn_assets/stages.py):
-`realsyn demo` runs them in order, the UI can run any of them or an asset backfill across all of
-them.
+Two ways to drive the same graph:
+* declaratively: every asset carries the automation condition of realsyn_assets/automation.py
+  and the `realsyn_automation` sensor (running by default) launches what is due, so a shard file
+  dropped into <home>/inbox goes through the per-shard chain and refreshes the corpus assets;
+* imperatively: stages alternate between per-shard work and corpus-wide steps (word statistics,
+  clusters), so the pipeline is also a sequence of jobs, derived from the asset graph
+  (realsyn_assets/stages.py): `realsyn run`/`realsyn demo` run them in order, the UI can run any
+  of them or an asset backfill across all of them.
 """
 
 from __future__ import annotations
 
 import dagster as dg
 
+from realsyn_assets import automation
 from realsyn_assets.assets import ALL_ASSETS, ALL_CHECKS
 from realsyn_assets.names import Asset, Job
 from realsyn_assets.resources import (
@@ -21,7 +26,7 @@ from realsyn_assets.resources import (
     StorageResource,
     VectorStoreResource,
 )
-from realsyn_assets.sensors import inbox_sensor
+from realsyn_assets.sensors import make_inbox_sensor
 from realsyn_assets.stages import Stage, asset_nodes, derive_stages, new_shard_assets
 
 _NODES = asset_nodes(ALL_ASSETS)
@@ -88,10 +93,16 @@ def make_resources(home: str = "") -> dict:
     }
 
 
+# The user-set part of the automation policy (<home>/automation.yaml, REALSYN_AUTOMATION_*).
+AUTOMATION = automation.load_settings()
+
 defs = dg.Definitions(
-    assets=ALL_ASSETS,
+    assets=automation.apply(ALL_ASSETS, _NODES, AUTOMATION),
     asset_checks=ALL_CHECKS,
     jobs=JOBS,
-    sensors=[inbox_sensor],
+    sensors=[
+        make_inbox_sensor(AUTOMATION.interval_seconds),
+        automation.automation_sensor(AUTOMATION),
+    ],
     resources=make_resources(),
 )

@@ -114,6 +114,18 @@ class Job(NameTable):
     RECLUSTER_SENTENCES = "recluster_sentences_job"
 
 
+class Kind(NameTable):
+    """The `kinds` tags of assets (the icons on the asset graph): what an asset is stored in or
+    computed with."""
+
+    PARQUET = "parquet"
+    DUCKDB = "duckdb"
+    LANCEDB = "lancedb"
+    PYTORCH = "pytorch"
+    VLLM = "vllm"
+    PYTHON = "python"
+
+
 # The partition key under which corpus-wide (unpartitioned) assets record their metrics.
 CORPUS = "__all__"
 
@@ -177,6 +189,9 @@ class ImageClustersMetrics(NameTable):
     CLUSTER_GINI = "cluster_gini"
     MAX_CLUSTER_SIZE = "max_cluster_size"
     TRAIN_POINTS = "kmeans_train_points"
+    # 1 when the window was calibrated to keep the paper's share of pairs, 0 when it is the
+    # paper's own or a configured one (cosine_window_sane's severity depends on it)
+    WINDOW_CALIBRATED = "window_calibrated"
 
 
 class ImageClustersMetadata(NameTable):
@@ -323,6 +338,7 @@ class SentenceClustersMetrics(NameTable):
     MEAN_SIMILARITY = "mean_similarity"
     FIT_MEAN_SIMILARITY = "fit_mean_similarity"
     DRIFT = "drift"
+    DRIFT_THRESHOLD = "drift_threshold"  # the configured limit the drift was judged against
     RECLUSTER_DUE = "recluster_due"
     EMPTY_CLUSTERS = "empty_clusters"
     MAX_CLUSTER_SIZE = "max_cluster_size"
@@ -419,7 +435,8 @@ class ImageCaptionerMetadata(NameTable):
 
 
 class BootstrapEncoderMetrics(NameTable):
-    """Metrics of `bootstrap_encoder` (nothing is recorded when a configured encoder wins).
+    """Metrics of `bootstrap_encoder` (when a configured encoder wins: TRAINED = 0 and the
+    CONFIGURED_ / CHANCE_ prefixed scores of that encoder).
 
     Retrieval scores carry a prefix: BOOTSTRAP_ (trained model), RANDOM_ (random weights),
     IN_DOCUMENT_ (in-document nearest text, demo only); the score names are `top1_same_document`
@@ -453,6 +470,11 @@ class BootstrapEncoderMetrics(NameTable):
     RANDOM_PRECISION_TEXT3 = "random_precision_text3"
     IN_DOCUMENT_PRECISION_TEXT1 = "in_document_precision_text1"
     IN_DOCUMENT_ROUND1_LABEL_PRECISION = "in_document_round1_label_precision"
+    # 1 = trained here; 0 = a configured pretrained model or checkpoint is used, and scored:
+    # CONFIGURED_ scores of that encoder, CHANCE_ the same scores for a random pick
+    TRAINED = "trained"
+    CONFIGURED_PREFIX = "configured_"
+    CHANCE_PREFIX = "chance_"
 
     @staticmethod
     def bootstrap_round(i: int) -> str:

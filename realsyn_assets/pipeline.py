@@ -8,16 +8,32 @@ A failed partition fails alone: the pipeline records it, skips that shard (or sc
 later stage and goes on with the others; corpus-wide steps use the shards that succeeded. Any
 number of processes may use one home at once: the instance storage is created once under an
 inter-process lock, and shards are registered under locks.
+
+Partitions of one stage are independent of each other (a shard's dedup reads the earlier shards'
+upstream outputs, which the previous stage finished), so with `workers` > 1 they run at once,
+each an in-process execution in one of a few spawned worker processes (lance is not fork-safe);
+reports still come back in registration order. GPU-bound steps (Dagster pool `encoder`) claim the
+instance's pool slots (realsyn_assets/concurrency.py), whose limit the home's dagster.yaml sets
+(docs/parallel.md).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 
+from realsyn_assets.concurrency import (
+    GPU_POOL,
+    gpu_slots,
+    release_dead_runs,
+    run_tags,
+    serialize_pool_claims,
+)
 from realsyn_assets.core.io import atomic_write_bytes
 from realsyn_assets.resources.home import Home, file_lock
 
@@ -25,6 +41,18 @@ DAGSTER_YAML = """# written by realsyn: a local instance for this REALSYN_HOME
 telemetry:
   enabled: false
 """
+
+# Top-level sections realsyn adds to a home's dagster.yaml when the key is missing (a user's own
+# section is never touched). `default_limit` caps every pool without a limit of its own: the GPU
+# pool (concurrency.py) unless `realsyn run --gpu-slots N` (or `dagster instance concurrency set`,
+# or the UI's concurrency page) gave it one.
+DAGSTER_YAML_SECTIONS = {
+    "concurrency": """concurrency:
+  pools:
+    # steps of one pool (GPU_POOL "encoder": GPU-bound assets) running at once, all runs together
+    default_limit: 1
+""",
+}
 
 
 def _instance_lock(dagster_home: Path):
@@ -40,12 +68,27 @@ def prepare_environment(home: str | os.PathLike | None) -> Home:
         os.environ["DAGSTER_HOME"] = str(layout.dagster_home)
     dagster_home = Path(os.environ["DAGSTER_HOME"])
     dagster_home.mkdir(parents=True, exist_ok=True)
-    config = dagster_home / "dagster.yaml"
-    if not config.exists():
-        with _instance_lock(dagster_home):
-            if not config.exists():
-                atomic_write_bytes(config, DAGSTER_YAML.encode())
+    ensure_dagster_yaml(dagster_home / "dagster.yaml")
     return layout
+
+
+def ensure_dagster_yaml(config: Path) -> None:
+    """Write the instance's dagster.yaml, or append the sections of DAGSTER_YAML_SECTIONS whose
+    top-level key it lacks; everything already there stays as it is."""
+    import yaml
+
+    def missing(text: str) -> list[str]:
+        present = yaml.safe_load(text) or {}
+        return [block for key, block in DAGSTER_YAML_SECTIONS.items() if key not in present]
+
+    if config.exists() and not missing(config.read_text()):
+        return
+    with _instance_lock(config.parent):
+        text = config.read_text() if config.exists() else DAGSTER_YAML
+        blocks = missing(text)
+        if blocks or not config.exists():
+            text = text if text.endswith("\n") else text + "\n"
+            atomic_write_bytes(config, (text + "".join(blocks)).encode())
 
 
 def get_instance():
@@ -58,7 +101,7 @@ def get_instance():
     if not dagster_home:  # Dagster raises its own clear error
         return dg.DagsterInstance.get()
     with _instance_lock(Path(dagster_home)):
-        return dg.DagsterInstance.get()
+        return serialize_pool_claims(dg.DagsterInstance.get())
 
 
 def _add_partitions(instance, keys: list[str]) -> None:
@@ -167,12 +210,15 @@ def run_stage(
     level = os.environ.get("REALSYN_LOG_LEVEL", "WARNING")
     config.setdefault("loggers", {"console": {"config": {"log_level": level}}})
     start = time.perf_counter()
+    instance = get_instance()
+    release_dead_runs(instance)
     try:
         result = job.execute_in_process(
-            instance=get_instance(),
+            instance=instance,
             partition_key=partition,
             run_config=config,
             raise_on_error=False,
+            tags=run_tags(),
         )
     except Exception as exc:  # failed before the run started (e.g. an unknown partition)
         if raise_on_failure:
@@ -189,41 +235,132 @@ def run_stage(
     return report
 
 
+def _run_stage_in_worker(job_name: str, partition: str | None, run_config: dict | None):
+    """A worker process's task: one partition's run, every failure as a report."""
+    try:
+        return run_stage(job_name, partition, run_config, raise_on_failure=False)
+    except Exception as exc:  # noqa: BLE001 - a Dagster-internal failure is still one report
+        report = StageReport(job_name, partition, 0.0, False)
+        report.error = _one_line(f"{type(exc).__name__}: {exc}")
+        return report
+
+
+class StageWorkers:
+    """Runs the partitions of one stage, up to `workers` at once.
+
+    With one worker (or one partition) every run happens in this process, one after another.
+    Otherwise they go to spawned worker processes, started on first use and kept for later
+    stages (each imports Dagster and the graph once); reports come back in the order of the
+    partitions given. A worker that dies (killed, out of memory) fails the runs it was given and
+    the pool is started afresh for the next stage."""
+
+    def __init__(self, workers: int = 1):
+        self.workers = max(1, int(workers))
+        self._pool: ProcessPoolExecutor | None = None
+
+    def run(
+        self,
+        job_name: str,
+        partitions: list[str | None],
+        run_config: dict | None = None,
+        limit: int | None = None,
+    ) -> Iterator[StageReport]:
+        """The stage's reports in the order of `partitions`; at most `limit` (if given) and
+        `workers` runs at once."""
+        if min(self.workers, limit or self.workers) == 1 or len(partitions) < 2:
+            for key in partitions:
+                yield run_stage(job_name, key, run_config, raise_on_failure=False)
+            return
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+        pool = self._pool
+        futures = [pool.submit(_run_stage_in_worker, job_name, k, run_config) for k in partitions]
+        for key, future in zip(partitions, futures, strict=True):
+            try:
+                report = future.result()
+            except Exception as exc:  # noqa: BLE001 - BrokenProcessPool: a worker died
+                self._discard(pool)
+                report = StageReport(job_name, key, 0.0, False)
+                report.error = _one_line(f"worker process failed: {type(exc).__name__}: {exc}")
+            yield report
+
+    def _discard(self, pool: ProcessPoolExecutor) -> None:
+        if self._pool is pool:
+            self._pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> StageWorkers:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def gpu_pool_assets() -> set[str]:
+    """The assets whose steps run in the GPU pool."""
+    from realsyn_assets.assets import ALL_ASSETS
+
+    return {
+        spec.key.to_user_string()
+        for assets_def in ALL_ASSETS
+        if assets_def.op.pool == GPU_POOL
+        for spec in assets_def.specs
+    }
+
+
 def run_pipeline(
     layout: Home,
     scales: list[str],
     run_configs: dict[str, dict] | None = None,
     on_stage: Callable[[StageReport], None] | None = None,
+    workers: int = 1,
+    jobs: list[str] | None = None,
 ) -> list[StageReport]:
     """Every stage over every registered shard (in registration order), then each scale.
 
-    A failed shard (or scale) fails alone: it is skipped in every later stage, the others go on,
-    and corpus-wide steps use the shards that succeeded. A failed corpus-wide step stops the
+    The partitions of a per-shard or per-scale stage run up to `workers` at once (spawned
+    processes); a stage with GPU-pool assets at most as many as the pool has slots: with one
+    slot its partitions run here, one after another, so that the model is loaded once instead
+    of once per worker while the others only queue for the slot. `jobs` restricts the pipeline
+    to those stages (in pipeline order). A failed
+    shard (or scale) fails alone: it is skipped in every later stage, the others go on, and
+    corpus-wide steps use the shards that succeeded. A failed corpus-wide step stops the
     pipeline (everything after it needs it). Failed runs come back as reports with
-    success=False; nothing is raised for them."""
+    success=False, in registration order whatever finished first; nothing is raised for them."""
     from realsyn_assets.definitions import STAGES
     from realsyn_assets.stages import SCALE, SHARD
 
     shards = layout.shard_order()
     if not shards:
         raise RuntimeError(f"no shards registered in {layout.root}: run `realsyn ingest PATH...`")
+    unknown = sorted(set(jobs or []) - {stage.job for stage in STAGES})
+    if unknown:
+        raise ValueError(f"not a stage of the pipeline: {', '.join(unknown)}")
     sync_partitions(layout)
+    slots = gpu_slots(get_instance()) if workers > 1 else 1
     failed: set[tuple[str | None, str | None]] = set()
     reports = []
-    for stage in STAGES:
-        keys: list[str | None] = {SHARD: list(shards), SCALE: list(scales)}.get(
-            stage.partitions, [None]
-        )
-        for key in keys:
-            if (stage.partitions, key) in failed:
+    with StageWorkers(workers) as pool:
+        for stage in STAGES:
+            if jobs is not None and stage.job not in jobs:
                 continue
+            keys: list[str | None] = {SHARD: list(shards), SCALE: list(scales)}.get(
+                stage.partitions, [None]
+            )
+            keys = [key for key in keys if (stage.partitions, key) not in failed]
             config = (run_configs or {}).get(stage.job)
-            report = run_stage(stage.job, key, config, raise_on_failure=False)
-            reports.append(report)
-            if on_stage:
-                on_stage(report)
-            if not report.success:
-                if key is None:
-                    return reports
-                failed.add((stage.partitions, key))
+            limit = slots if set(stage.assets) & gpu_pool_assets() else None
+            for report in pool.run(stage.job, keys, config, limit):
+                reports.append(report)
+                if on_stage:
+                    on_stage(report)
+                if not report.success:
+                    if report.partition is None:
+                        return reports
+                    failed.add((stage.partitions, report.partition))
     return reports

@@ -1,4 +1,9 @@
-"""A sensor that registers shard files dropped into <home>/inbox as `shard` partitions."""
+"""A sensor that registers shard files dropped into <home>/inbox as `shard` partitions.
+
+It launches nothing itself: a new partition is missing, so the automation conditions
+(realsyn_assets/automation.py) take it through the per-shard chain and refresh the corpus assets.
+`realsyn ingest --extract` runs SHARD_INGEST_JOB for shards registered from the command line.
+"""
 
 import dagster as dg
 
@@ -8,16 +13,10 @@ from realsyn_assets.resources import StorageResource
 from realsyn_assets.resources.home import is_shard_file
 
 SHARD_INGEST_JOB = Job.SHARD_INGEST
+INBOX_SENSOR = "inbox_sensor"
 
 
-@dg.sensor(
-    job_name=SHARD_INGEST_JOB,
-    minimum_interval_seconds=30,
-    description="Registers new shard files in <home>/inbox as shard partitions and runs "
-    "shard_ingest_job on each (extract, embed, image dedup); an unreadable file (truncated "
-    "parquet or gzip, wrong format) is not registered and is named in the skip reason.",
-)
-def inbox_sensor(context: dg.SensorEvaluationContext, storage: StorageResource) -> dg.SensorResult:
+def _inbox(context: dg.SensorEvaluationContext, storage: StorageResource) -> dg.SensorResult:
     home = storage.layout
     home.inbox.mkdir(parents=True, exist_ok=True)
     known = {entry.path for entry in home.shards().values()}
@@ -34,16 +33,26 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: StorageResource) 
                 str(error) for error in refused
             )
         return dg.SensorResult(skip_reason=reason)
-    keys = [e.key for e in entries]
     existing = set(context.instance.get_dynamic_partitions(SHARDS))
+    keys = [e.key for e in entries if e.key not in existing]
     return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(partition_key=k, run_key=f"{k}:{e.path}")
-            for k, e in zip(keys, entries, strict=True)
-        ],
         dynamic_partitions_requests=[
-            dg.AddDynamicPartitionsRequest(
-                partitions_def_name=SHARDS, partition_keys=[k for k in keys if k not in existing]
-            )
+            dg.AddDynamicPartitionsRequest(partitions_def_name=SHARDS, partition_keys=keys)
         ],
     )
+
+
+def make_inbox_sensor(minimum_interval_seconds: int = 30) -> dg.SensorDefinition:
+    """The inbox sensor, looking every `minimum_interval_seconds`."""
+    return dg.sensor(
+        name=INBOX_SENSOR,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Registers new shard files in <home>/inbox as shard partitions; the "
+        "automation sensor then materializes them (extract, embed, dedup, retrieve, synthesize) "
+        "and refreshes the corpus-wide assets. An unreadable file (truncated parquet or gzip, "
+        "wrong format) is not registered and is named in the skip reason.",
+    )(_inbox)
+
+
+inbox_sensor = make_inbox_sensor()

@@ -37,6 +37,8 @@ CORE_FORBIDDEN = (
     "realsyn_assets.demo",
     "realsyn_assets.definitions",
     "realsyn_assets.sensors",
+    "realsyn_assets.automation",
+    "realsyn_assets.concurrency",
     "realsyn_assets.partitions",
     "realsyn_assets.stages",
     "realsyn_assets.pipeline",
@@ -292,7 +294,7 @@ def definitions_snapshot() -> dict:
     jobs = {
         job.name: sorted(k.to_user_string() for k in job.selection.resolve(graph)) for job in JOBS
     }
-    sensors = {s.name: s.job_name for s in defs.sensors}
+    sensors = {s.name: s.job_name if s.targets else None for s in defs.sensors}
     resources = {}
     for key, resource in sorted(defs.resources.items()):
         cls = getattr(resource, "resource_cls", type(resource))  # configured at launch

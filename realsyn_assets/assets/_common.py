@@ -1,6 +1,8 @@
-"""Small helpers shared by the asset modules: metadata and stage bookkeeping."""
+"""Small helpers shared by the asset modules: metadata, stage bookkeeping, code versions."""
 
+import hashlib
 import io
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -8,6 +10,29 @@ import dagster as dg
 import pyarrow as pa
 
 from realsyn_assets.resources.metrics import MetricsResource
+
+
+def code_version(logic: str, *configs: type, exclude: tuple[str, ...] = ()) -> str:
+    """An asset's code version: `<logic>.<hash>`.
+
+    `logic` is bumped by hand when the asset's own code changes what it writes. The hash covers
+    the defaults of the config classes (Dagster `Config`s or resources, pydantic models) whose
+    fields change results, so editing a default such as `phash_max_distance` changes the code
+    version too and the UI marks the asset and everything downstream stale. `exclude` names
+    fields that only change speed or logging (batch sizes, workers, progress)."""
+    defaults: dict = {}
+    for config in configs:
+        for name, field in sorted(config.model_fields.items()):
+            if name in exclude:
+                continue
+            value = field.default
+            if value is not None and not isinstance(value, str | int | float | bool | list | tuple):
+                value = repr(value)
+            defaults[f"{config.__name__}.{name}"] = value
+    if not defaults:
+        return logic
+    blob = json.dumps(defaults, sort_keys=True, default=str).encode()
+    return f"{logic}.{hashlib.sha256(blob).hexdigest()[:8]}"
 
 
 def table_schema(table: pa.Table) -> dg.TableSchema:

@@ -18,7 +18,8 @@ import pyarrow.compute as pc
 import pydantic
 
 from realsyn_assets.assets._checks import Result, check_result
-from realsyn_assets.assets._common import png_metadata, stage_metadata
+from realsyn_assets.assets._common import code_version, png_metadata, stage_metadata
+from realsyn_assets.core.balance import audit as audit_core
 from realsyn_assets.core.balance import clusters as clusters_core
 from realsyn_assets.core.balance import sampling as balance_core
 from realsyn_assets.core.balance import subset as subset_core
@@ -30,7 +31,7 @@ from realsyn_assets.core.balance.files import (
 )
 from realsyn_assets.core.io import atomic_path, atomic_write_bytes, read_table, write_table
 from realsyn_assets.core.retrieval import kmeans as kmeans_core
-from realsyn_assets.names import CORPUS, Asset, Group
+from realsyn_assets.names import CORPUS, Asset, Group, Kind
 from realsyn_assets.names import BalancedSubsetMetadata as BD
 from realsyn_assets.names import BalancedSubsetMetrics as BM
 from realsyn_assets.names import ImageClustersMetadata as CD
@@ -94,10 +95,16 @@ class BalanceConfig(dg.Config):
         dg.AssetDep(Asset.SYNTHETIC_TEXTS, partition_mapping=ALL_SHARDS),
         dg.AssetDep(Asset.IMAGE_EMBEDDINGS, partition_mapping=ALL_SHARDS),
     ],
-    description="Semantic balance, step 1-2: drop pairs whose image-synthetic-text cosine is "
-    "outside the window (paper 0.51-0.61 for EVA02-CLIP; calibrated to keep the paper's 85% for "
-    "other encoders), then k-means over the kept image embeddings (~168 images per cluster; fit "
-    "on a subsample, assigned in chunks). The assignments' sha256 is its data version.",
+    code_version=code_version("1", ImageClusterConfig),
+    kinds={Kind.PARQUET},
+    description="Semantic balance, steps 1-2 (paper §3.3), over every shard: each image-"
+    "synthetic text pair is kept when its cosine lies inside a window (the paper's 0.51-0.61 "
+    "for EVA02-CLIP E/14-plus; for other encoders a window calibrated to keep the paper's 85% "
+    "of pairs), then the kept images' embeddings (LanceDB `images`) are clustered by k-means "
+    "(~168 images per cluster; fit on a seeded subsample, assigned in chunks). Stored as "
+    "data/image_clusters/assignments.parquet (image_id, shard, syn_score, in_window, cluster). "
+    "A rerun rewrites the file; the same inputs and seed give the same bytes, and its sha256 is "
+    "the data version the balanced subsets are pinned to.",
 )
 def image_clusters(
     config: ImageClusterConfig,
@@ -138,6 +145,7 @@ def image_clusters(
         CM.CLUSTER_GINI: float(found.size_stats.get("gini", 0.0)),
         CM.MAX_CLUSTER_SIZE: float(found.size_stats.get("max", 0)),
         CM.TRAIN_POINTS: found.train_points,
+        CM.WINDOW_CALIBRATED: int(how == "calibrated"),
     }
     rejected = {"outside_cosine_window": int((~found.in_window).sum())}
     meta = stage_metadata(metrics, Asset.IMAGE_CLUSTERS, CORPUS, counts, rejected, out, path)
@@ -156,10 +164,17 @@ def image_clusters(
         dg.AssetDep(Asset.SYNTHETIC_TEXTS, partition_mapping=ALL_SHARDS),
         dg.AssetDep(Asset.EXTRACTED_IMAGES, partition_mapping=ALL_SHARDS),
     ],
-    description="Semantic balance, step 3: at most T random pairs per image cluster, T solved per "
-    "scale so the subset is the paper's share of the pool (9.06 / 18.02 / 59.93 % for 15M / 30M "
-    "/ 100M; or the paper's fixed caps 20 / 35 / 180), nested subsets drawn from one seeded "
-    "order and pinned to the image_clusters version, in the RealSyn schema with full lineage.",
+    code_version=code_version("1", BalanceConfig),
+    kinds={Kind.PARQUET},
+    description="Semantic balance, step 3 (paper §3.3), one partition per scale: at most T "
+    "random in-window pairs per image cluster, T solved per scale so the subset is the paper's "
+    "share of the pool (9.06 / 18.02 / 59.93 % for 15M / 30M / 100M; or the paper's fixed caps "
+    "20 / 35 / 180). All scales come from one seeded order, so 15M ⊂ 30M ⊂ 100M. Stored as "
+    "data/balanced_subset/<scale>/realsyn.parquet in the RealSyn schema (image, text1-3, "
+    "syn_text, lineage, train/eval split by image-id hash) with selection.json and "
+    "cluster_sizes.npz beside it; the selection records the image_clusters version it was drawn "
+    "from. A rerun redraws the same rows from the same assignments and seed; the parquet "
+    "file's sha256 is the data version, so an unchanged redraw leaves training fresh.",
 )
 def balanced_subset(
     context: dg.AssetExecutionContext,
@@ -198,7 +213,10 @@ def balanced_subset(
     meta = stage_metadata(metrics, Asset.BALANCED_SUBSET, scale, stats, None, table, parquet)
     meta[BD.CAP_RULE] = selection.cap_rule
     meta[BD.CLUSTERS_VERSION] = version
-    return dg.MaterializeResult(metadata=meta)
+    # the file's sha256: a redraw that writes the same rows leaves training fresh
+    return dg.MaterializeResult(
+        metadata=meta, data_version=dg.DataVersion(clusters_core.content_version(parquet))
+    )
 
 
 def _read_assignments(storage: StorageResource):
@@ -230,55 +248,149 @@ def _write_selection(out_dir, scale: str, selection, version: str, seed: int) ->
         np.savez(fh, before=selection.sizes_before, after=selection.sizes_after)
 
 
+def _drawn_record(storage: StorageResource, scale: str) -> dict:
+    """The selection record `scale` was drawn with (`SELECTION_FILE`); empty when missing."""
+    path = storage.layout.asset_dir(Asset.BALANCED_SUBSET) / scale / SELECTION_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def _drawn_version(storage: StorageResource, scale: str) -> str | None:
     """The clusters version recorded when `scale` was drawn; None when it has no record."""
-    path = storage.layout.asset_dir(Asset.BALANCED_SUBSET) / scale / SELECTION_FILE
-    if not path.exists():
-        return None
-    return json.loads(path.read_text()).get(BD.CLUSTERS_VERSION)
+    return _drawn_record(storage, scale).get(BD.CLUSTERS_VERSION)
 
 
-@dg.asset_check(asset=Asset.IMAGE_CLUSTERS, description="The cosine window keeps 50-100% of pairs.")
-def cosine_window_sane(metrics: MetricsResource) -> Result:
+@dg.asset_check(
+    asset=Asset.IMAGE_CLUSTERS,
+    blocking=True,
+    description="Recounts assignments.parquet against the recorded window: every in_window flag "
+    "agrees with low <= syn_score <= high, in-window pairs have a cluster and the others none, "
+    "the counts match the metrics (else ERROR). The window must keep the paper's share of pairs "
+    f"({balance_core.PAPER_KEEP_FRACTION:.1%}) within {audit_core.KEEP_TOLERANCE:.0%} plus two "
+    "pairs' rounding: a calibrated window that misses it (NaN or tied scores) is an ERROR, the "
+    "paper's or a configured window that misses it a WARN (a deliberate choice).",
+)
+def cosine_window_sane(storage: StorageResource, metrics: MetricsResource) -> Result:
+    return window_sane(storage, metrics)
+
+
+def window_sane(storage: StorageResource, metrics: MetricsResource) -> Result:
+    """The result of `cosine_window_sane`."""
     counts = metrics.counts(Asset.IMAGE_CLUSTERS, CORPUS)
-    n, kept = counts.get(CM.PAIRS_IN, 0), counts.get(CM.PAIRS_IN_WINDOW, 0)
-    frac = kept / n if n else 0.0
-    return check_result(
-        0.5 <= frac <= 1.0 and counts.get(CM.CLUSTERS, 0) > 0,
-        f"{frac:.1%} of {int(n)} pairs in the window",
-        kept_fraction=float(frac),
+    path = storage.layout.asset_dir(Asset.IMAGE_CLUSTERS) / ASSIGNMENTS
+    if CM.WINDOW_LOW not in counts or CM.WINDOW_HIGH not in counts or not path.exists():
+        return check_result(False, f"no image_clusters window recorded or no {path}")
+    low, high = counts[CM.WINDOW_LOW], counts[CM.WINDOW_HIGH]
+    table = read_table(path, columns=["syn_score", "in_window", "cluster"])
+    audit = audit_core.window_audit(table, low, high, int(counts.get(CM.CLUSTERS, 0)))
+    problems = [
+        f"{name} {got} != recorded {int(want)}"
+        for name, got, want in (
+            ("pairs", audit.pairs, counts.get(CM.PAIRS_IN, -1)),
+            ("in-window pairs", audit.in_window, counts.get(CM.PAIRS_IN_WINDOW, -1)),
+        )
+        if got != want
+    ]
+    problems += [f"{n} {what}" for n, what in _window_faults(audit) if n]
+    calibrated = counts.get(CM.WINDOW_CALIBRATED, 1.0) >= 0.5  # unrecorded: judged strictly
+    share_ok = audit_core.keeps_paper_share(audit)
+    if not share_ok:
+        problems.append(
+            f"the {'calibrated' if calibrated else 'configured or paper'} window keeps "
+            f"{audit.kept_fraction:.1%} of pairs, not the paper's "
+            f"{balance_core.PAPER_KEEP_FRACTION:.1%}"
+            + (f" ({audit.nan_scores} pairs have no finite syn_score)" if audit.nan_scores else "")
+        )
+    warn_only = share_ok is False and len(problems) == 1 and not calibrated
+    return Result(
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.WARN if warn_only else dg.AssetCheckSeverity.ERROR,
+        description="; ".join(problems)
+        or f"window [{low:.4f}, {high:.4f}] keeps {audit.kept_fraction:.1%} of {audit.pairs} "
+        "pairs; assignments agree with it",
+        metadata={
+            "kept_fraction": float(audit.kept_fraction),
+            "paper_keep_fraction": float(balance_core.PAPER_KEEP_FRACTION),
+            "tolerance": float(audit_core.keep_tolerance(audit.pairs)),
+            "pairs": audit.pairs,
+            "pairs_in_window": audit.in_window,
+            "nan_scores": audit.nan_scores,
+            "mismatched_rows": audit.mismatched,
+            "bad_cluster_rows": audit.bad_clusters,
+            "window_low": float(low),
+            "window_high": float(high),
+            "window_calibrated": bool(calibrated),
+        },
     )
+
+
+def _window_faults(audit: audit_core.WindowAudit) -> list[tuple[int, str]]:
+    return [
+        (audit.mismatched, "rows whose in_window flag disagrees with the window"),
+        (audit.bad_clusters, "rows whose cluster id does not match their in_window flag"),
+        (int(audit.in_window == 0), "no pair inside the window"),
+    ]
 
 
 @dg.asset_check(
     asset=Asset.BALANCED_SUBSET,
     partitions_def=scale_partitions,
-    description="Subset size = the cap rule's expectation; caps respected; ids unique.",
+    blocking=True,
+    description="The subset's size against a target derived from the image_clusters "
+    "assignments, not from the subset: paper_fraction: the paper's share of the in-window pool "
+    f"(9.06 / 18.02 / 59.93 %) within {audit_core.SHARE_TOLERANCE:.0%} of the pool or the cap's "
+    "granularity (half a pair per cluster); paper_cap: sum(min(cluster size, 20 / 35 / 180)) "
+    "exactly. Also: the file holds the recorded row count, ids are unique, no cluster exceeds "
+    "the cap.",
 )
 def subset_size_within_target(
     context: dg.AssetCheckExecutionContext, storage: StorageResource, metrics: MetricsResource
 ) -> Result:
+    return size_within_target(storage, metrics, context.partition_key)
+
+
+def size_within_target(storage: StorageResource, metrics: MetricsResource, scale: str) -> Result:
+    """The result of `subset_size_within_target` for one scale."""
     import duckdb
 
-    scale = context.partition_key
     counts = metrics.counts(Asset.BALANCED_SUBSET, scale)
     path = storage.layout.asset_dir(Asset.BALANCED_SUBSET) / scale / SUBSET_FILE
+    pool_path = storage.layout.asset_dir(Asset.IMAGE_CLUSTERS) / ASSIGNMENTS
+    rule = _drawn_record(storage, scale).get(BD.CAP_RULE)
+    if not path.exists() or not pool_path.exists() or rule is None:
+        return check_result(False, f"{scale}: subset, {SELECTION_FILE} or assignments missing")
     con = duckdb.connect()
     n, distinct, biggest = con.execute(
-        "SELECT count(*), count(DISTINCT image_id), "
-        "(SELECT max(c) FROM (SELECT count(*) c FROM read_parquet(?) GROUP BY cluster)) "
-        "FROM read_parquet(?)",
+        "SELECT count(*), count(DISTINCT (shard, image_id)), "
+        "(SELECT coalesce(max(c), 0) FROM (SELECT count(*) c FROM read_parquet(?) "
+        "GROUP BY cluster)) FROM read_parquet(?)",
         [str(path), str(path)],
     ).fetchone()
+    sizes = con.execute(
+        "SELECT count(*) FROM read_parquet(?) WHERE in_window GROUP BY cluster", [str(pool_path)]
+    ).fetchnumpy()
     con.close()
-    cap = counts.get(BM.CAP_PER_CLUSTER, 0)
-    expected = counts.get(BM.EXPECTED_SAMPLES)
-    ok = n == expected and n == distinct and biggest <= cap and n > 0
+    target = audit_core.size_target(next(iter(sizes.values()), []), scale, rule)
+    cap, recorded = counts.get(BM.CAP_PER_CLUSTER, 0), counts.get(BM.SAMPLES, -1)
+    problems = [] if target.accepts(n) else [f"{n} samples, target {target.target:.1f}"]
+    problems += [f"file has {n} rows, recorded {int(recorded)}"] if n != recorded else []
+    problems += [f"{n - distinct} duplicate ids"] if n != distinct else []
+    problems += [f"a cluster has {biggest} > cap {int(cap)}"] if biggest > cap else []
+    problems += ["empty subset"] if n == 0 else []
     return check_result(
-        ok,
-        f"{n} samples (expected {int(counts.get(BM.EXPECTED_SAMPLES, -1))}), "
-        f"largest cluster {biggest} <= cap {int(cap)}",
+        not problems,
+        "; ".join(problems)
+        or f"{n} samples, target {target.target:.1f} ± {target.tolerance:.1f} ({rule}, pool "
+        f"{target.pool} pairs in {target.clusters} clusters); largest cluster {biggest} <= cap "
+        f"{int(cap)}",
         samples=int(n),
+        target_samples=float(target.target),
+        tolerance=float(target.tolerance),
+        candidate_pairs=target.pool,
+        recorded_samples=int(recorded),
+        duplicate_ids=int(n - distinct),
+        largest_cluster=int(biggest),
+        cap_per_cluster=int(cap),
+        cap_rule=str(rule),
     )
 
 

@@ -12,25 +12,36 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from realsyn_assets.assets._checks import Result, check_result
-from realsyn_assets.assets._common import png_bytes_metadata, stage_metadata
+from realsyn_assets.assets._checks import WARN, Result, check_result, zero_rows_result
+from realsyn_assets.assets._common import code_version, png_bytes_metadata, stage_metadata
+from realsyn_assets.core.embedding.bootstrap.chance import same_document_chance
 from realsyn_assets.core.embedding.bootstrap.pairs import mine_pairs
 from realsyn_assets.core.embedding.bootstrap.rounds import RoundPlan, round_plans
 from realsyn_assets.core.embedding.bootstrap.run import (
     MIN_PAIRS,
     BootstrapRun,
     evaluate_against_random,
+    evaluate_retrieval,
+    sample_rows,
     train_bootstrap,
 )
 from realsyn_assets.core.embedding.encoder import file_sha1
 from realsyn_assets.core.io import atomic_write_bytes, relative_to_root, resolve_column
 from realsyn_assets.core.training.clip import TrainConfig
 from realsyn_assets.demo.hook import demo_scorer
-from realsyn_assets.names import CORPUS, Asset, Group
+from realsyn_assets.names import CORPUS, Asset, Group, Kind
 from realsyn_assets.names import BootstrapEncoderMetrics as M
 from realsyn_assets.partitions import ALL_SHARDS
 from realsyn_assets.resources import EncoderResource, MetricsResource, StorageResource
 from realsyn_assets.resources.encoder import bootstrap_checkpoint
+
+# Score names of `evaluate_retrieval`, and what a configured encoder records under them.
+TOP1_SAME_DOCUMENT = M.BOOTSTRAP_TOP1_SAME_DOCUMENT.removeprefix(M.BOOTSTRAP_PREFIX)
+CONFIGURED_TOP1 = f"{M.CONFIGURED_PREFIX}{TOP1_SAME_DOCUMENT}"
+CONFIGURED_IMAGES = (
+    f"{M.CONFIGURED_PREFIX}{M.BOOTSTRAP_IMAGES_SCORED.removeprefix(M.BOOTSTRAP_PREFIX)}"
+)
+CHANCE_TOP1 = f"{M.CHANCE_PREFIX}{TOP1_SAME_DOCUMENT}"
 
 
 class BootstrapConfig(dg.Config):
@@ -111,9 +122,20 @@ class BootstrapConfig(dg.Config):
         dg.AssetDep(Asset.EXTRACTED_SENTENCES, partition_mapping=ALL_SHARDS),
     ],
     pool="encoder",
+    # eval_images and the caption benchmark change only what is reported, num_threads speed
+    code_version=code_version(
+        "1",
+        BootstrapConfig,
+        exclude=("num_threads", "eval_images", "caption_benchmark", "caption_epochs"),
+    ),
+    kinds={Kind.PYTORCH, Kind.DUCKDB},
     description="A small open_clip model trained contrastively on (image, nearest text block) "
-    "pairs mined from the documents; the encoder resource uses it whenever no pretrained model "
-    "or checkpoint is configured. Metadata compares its retrieval with random weights.",
+    "pairs mined from every shard's documents, saved as `data/bootstrap_encoder/checkpoint.pt` "
+    "(+ encoder.json, loss.png); the encoder resource uses it whenever no pretrained model or "
+    "checkpoint is configured. Its data version is the checkpoint's sha1, so a retrained "
+    "encoder marks the embeddings stale. With a configured encoder nothing is trained: that "
+    "encoder's same-document retrieval is scored against chance instead. Metadata (and "
+    "DuckDB) compare retrieval with random weights; a rerun trains again from the seed.",
 )
 def bootstrap_encoder(
     context: dg.AssetExecutionContext,
@@ -123,19 +145,10 @@ def bootstrap_encoder(
     encoder: EncoderResource,
 ) -> dg.MaterializeResult:
     home = storage.layout
+    images, sentences = _kept_items(storage)
     if encoder.pretrained or encoder.checkpoint:
-        return _configured_encoder_wins(context, encoder)
+        return _configured_encoder_wins(context, config, metrics, encoder, images, sentences)
     items = storage.read_shards(Asset.RAW_DOCUMENTS, columns=["doc_id", "position", "kind"])
-    images = resolve_column(
-        storage.read_shards(
-            Asset.EXTRACTED_IMAGES, columns=["image_id", "doc_id", "position", "path"]
-        ),
-        "path",
-        home.root,
-    )
-    sentences = storage.read_shards(
-        Asset.EXTRACTED_SENTENCES, columns=["sentence_id", "doc_id", "position", "text"]
-    )
     samples = mine_pairs(items, images, sentences, window=config.window)
     if len(samples) < MIN_PAIRS:
         raise dg.Failure(f"only {len(samples)} (image, nearby text) pairs: too few to train on")
@@ -176,13 +189,45 @@ def bootstrap_encoder(
     )
 
 
-def _configured_encoder_wins(context, encoder: EncoderResource) -> dg.MaterializeResult:
-    """No training: a configured pretrained model or checkpoint is what the pipeline uses."""
-    identity = encoder.get().identity
-    context.log.info(f"not training: the configured encoder wins ({identity})")
-    return dg.MaterializeResult(
-        metadata={"used": False, "encoder": identity}, data_version=dg.DataVersion(identity)
+def _kept_items(storage: StorageResource):
+    """Every shard's kept images (paths resolved) and kept sentences."""
+    images = resolve_column(
+        storage.read_shards(
+            Asset.EXTRACTED_IMAGES, columns=["image_id", "doc_id", "position", "path"]
+        ),
+        "path",
+        storage.layout.root,
     )
+    sentences = storage.read_shards(
+        Asset.EXTRACTED_SENTENCES, columns=["sentence_id", "doc_id", "position", "text"]
+    )
+    return images, sentences
+
+
+def _configured_encoder_wins(
+    context,
+    config: BootstrapConfig,
+    metrics: MetricsResource,
+    encoder: EncoderResource,
+    images,
+    sentences,
+) -> dg.MaterializeResult:
+    """No training: a configured pretrained model or checkpoint is what the pipeline uses. It is
+    scored instead: how often its top sentence for an image comes from the image's document,
+    against chance (bootstrap_beats_random judges the two)."""
+    enc = encoder.get()
+    context.log.info(f"not training: the configured encoder wins ({enc.identity})")
+    rows = sample_rows(images.to_pylist(), config.eval_images, config.seed)
+    scores = evaluate_retrieval(enc, rows, sentences) if rows and sentences.num_rows else {}
+    counts = {
+        M.TRAINED: 0,
+        CONFIGURED_IMAGES: len(rows) if scores else 0,
+        CONFIGURED_TOP1: float(scores.get(TOP1_SAME_DOCUMENT, 0.0)),
+        CHANCE_TOP1: same_document_chance(rows, sentences),
+    }
+    meta = stage_metadata(metrics, Asset.BOOTSTRAP_ENCODER, CORPUS, counts)
+    meta.update({"used": False, "encoder": enc.identity})
+    return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(enc.identity))
 
 
 def _round_plans(config: BootstrapConfig) -> list[RoundPlan]:
@@ -220,6 +265,7 @@ def _counts(
     (and, on the demo corpus, of in-document nearest text and of each round's model)."""
     loss_first, loss_last = run.first_round_loss()
     counts = {
+        M.TRAINED: 1,
         M.PAIRS: len(run.samples),
         M.ROUNDS: max(1, config.rounds),
         M.STEPS: len(run.losses),
@@ -258,31 +304,59 @@ def _caption_benchmark(context, config: BootstrapConfig, train_config) -> dict[s
 
 @dg.asset_check(
     asset=Asset.BOOTSTRAP_ENCODER,
-    description="The bootstrap run lowered its loss and retrieves better than random weights.",
+    blocking=True,
+    description="The encoder the pipeline uses knows something (ERROR, blocking: every "
+    "embedding downstream comes from it). Trained here: the loss fell and top-1 retrieval "
+    "(ground-truth precision on the demo corpus, else same-document agreement) beats random "
+    "weights of the same model. A configured pretrained model or checkpoint: its same-document "
+    "agreement beats chance. Metadata: `value` vs `threshold`.",
 )
 def bootstrap_beats_random(metrics: MetricsResource) -> Result:
     counts = metrics.counts(Asset.BOOTSTRAP_ENCODER, CORPUS)
     if not counts:
-        return check_result(
-            True, "not trained: a configured pretrained model or checkpoint is used"
-        )
+        return check_result(False, "no bootstrap_encoder metrics recorded", value=0.0)
+    if counts.get(M.TRAINED, 1) == 0:
+        return _configured_beats_chance(counts)
     # ground-truth precision when the home holds the demo corpus, else same-document agreement
-    metric = "precision_text1" if M.BOOTSTRAP_PRECISION_TEXT1 in counts else "top1_same_document"
-    ours = counts.get(f"{M.BOOTSTRAP_PREFIX}{metric}", 0.0)
-    random = counts.get(f"{M.RANDOM_PREFIX}{metric}", 0.0)
-    first, last = counts.get(M.LOSS_FIRST, 0.0), counts.get(M.LOSS_LAST, 1e9)
+    if M.BOOTSTRAP_PRECISION_TEXT1 in counts:
+        metric, baseline = M.BOOTSTRAP_PRECISION_TEXT1, M.RANDOM_PRECISION_TEXT1
+    else:
+        metric, baseline = M.BOOTSTRAP_TOP1_SAME_DOCUMENT, M.RANDOM_TOP1_SAME_DOCUMENT
+    ours = float(counts.get(metric, 0.0))
+    random = float(counts.get(baseline, 1.0))
+    first, last = counts.get(M.LOSS_FIRST, 0.0), counts.get(M.LOSS_LAST, float("inf"))
     return check_result(
         last < first and ours > random,
-        f"{metric}: bootstrap {ours:.3f} vs random {random:.3f}; "
-        f"loss {counts.get(M.LOSS_FIRST, 0):.3f} -> {counts.get(M.LOSS_LAST, 0):.3f}",
-        bootstrap=float(ours),
-        random=float(random),
+        f"{metric}: bootstrap {ours:.3f} vs random weights {random:.3f}; "
+        f"loss {first:.3f} -> {last:.3f}",
+        value=ours,
+        threshold=random,
+        measure=metric,
+        loss_first=float(first),
+        loss_last=float(min(last, 1e30)),
+    )
+
+
+def _configured_beats_chance(counts: dict[str, float]) -> Result:
+    ours = float(counts.get(CONFIGURED_TOP1, 0.0))
+    chance = float(counts.get(CHANCE_TOP1, 1.0))
+    scored = int(counts.get(CONFIGURED_IMAGES, 0))
+    meta = {"value": ours, "threshold": chance, "images_scored": scored}
+    if scored == 0:
+        return zero_rows_result(
+            "no kept image or sentence to score the configured encoder on", **meta
+        )
+    return check_result(
+        ours > chance,
+        f"configured encoder: top-1 sentence from the image's document {ours:.3f} vs chance "
+        f"{chance:.3f} ({scored} images)",
+        **meta,
     )
 
 
 # Demo corpus, 240 documents (~610 mined pairs): the bootstrap's top-1 precision is ~0.90 and
-# in-document nearest text ~0.55. Corpora with few pairs (the e2e test's 48 documents) are
-# too small to hold the bar, so it applies from BOOTSTRAP_GT_MIN_PAIRS pairs.
+# in-document nearest text ~0.55. Corpora with fewer pairs (the e2e test's 48 documents) are
+# too small for the margin: there the bootstrap only has to match in-document nearest text.
 BOOTSTRAP_GT_MIN_PAIRS = 300
 
 
@@ -291,22 +365,32 @@ BOOTSTRAP_GT_MARGIN = 0.1
 
 @dg.asset_check(
     asset=Asset.BOOTSTRAP_ENCODER,
-    description="On the demo corpus (ground truth; >= 300 mined pairs), the bootstrap's top-1 "
-    "retrieved sentence describes the image clearly more often (+0.1) than in-document "
-    "nearest text does.",
+    description="On the demo corpus (ground truth), the bootstrap's top-1 retrieved sentence "
+    "describes the image clearly more often (+0.1 from 300 mined pairs, else at least as "
+    "often) than in-document nearest text does. WARN, not blocking: a weaker encoder still "
+    "gives valid embeddings. Without ground truth (real data) or with a configured encoder it "
+    "cannot be measured, and says so as a WARN.",
 )
 def bootstrap_beats_in_document(metrics: MetricsResource) -> Result:
     counts = metrics.counts(Asset.BOOTSTRAP_ENCODER, CORPUS)
     ours = counts.get(M.BOOTSTRAP_PRECISION_TEXT1)
     base = counts.get(M.IN_DOCUMENT_PRECISION_TEXT1)
-    if ours is None or base is None:
-        return check_result(True, "no ground truth (not the demo corpus) or not trained")
-    summary = f"top-1 precision: bootstrap {ours:.3f} vs in-document nearest text {base:.3f}"
-    pairs = int(counts.get(M.PAIRS, 0))
-    if pairs < BOOTSTRAP_GT_MIN_PAIRS:
-        return check_result(
-            True, f"{summary} (bar not applied: {pairs} pairs)", bootstrap=ours, in_document=base
+    if counts.get(M.TRAINED, 1) == 0 or ours is None or base is None:
+        why = (
+            "a configured encoder is used, nothing was trained"
+            if counts.get(M.TRAINED) == 0
+            else "no ground truth (only a demo home has it) or nothing recorded"
         )
+        return check_result(False, f"not measured: {why}", WARN)
+    pairs = int(counts.get(M.PAIRS, 0))
+    margin = BOOTSTRAP_GT_MARGIN if pairs >= BOOTSTRAP_GT_MIN_PAIRS else 0.0
     return check_result(
-        ours >= base + BOOTSTRAP_GT_MARGIN, summary, bootstrap=float(ours), in_document=float(base)
+        ours >= base + margin,
+        f"top-1 precision: bootstrap {ours:.3f} vs in-document nearest text {base:.3f} "
+        f"+ margin {margin:.2f} ({pairs} pairs)",
+        WARN,
+        value=float(ours),
+        threshold=float(base + margin),
+        in_document=float(base),
+        pairs=pairs,
     )

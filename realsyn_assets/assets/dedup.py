@@ -19,7 +19,7 @@ from realsyn_assets.assets._checks import (
     shard_check,
     zero_rows_result,
 )
-from realsyn_assets.assets._common import rejection_counts, stage_metadata
+from realsyn_assets.assets._common import code_version, rejection_counts, stage_metadata
 from realsyn_assets.core.dedup.incremental import (
     Stage,
     decide,
@@ -40,6 +40,7 @@ from realsyn_assets.names import (
     Asset,
     Group,
     ImageDedupMetrics,
+    Kind,
     SemanticFilterMetrics,
     SentenceDedupMetrics,
 )
@@ -138,9 +139,13 @@ def _with_decision(table: pa.Table, keep, reasons: list, representatives: list) 
     group_name=Group.DEDUP,
     partitions_def=shard_partitions,
     deps=[Asset.EXTRACTED_IMAGES, Asset.IMAGE_EMBEDDINGS],
-    description="Redundancy filter for one shard's images against every earlier shard: exact "
-    "(same bytes), perceptual (pHash Hamming) and semantic (embedding cosine) duplicates, grouped "
-    "with union-find; one deterministic representative per group.",
+    code_version=code_version("1", ImageDedupConfig),
+    kinds={Kind.PARQUET, Kind.LANCEDB},
+    description="Redundancy filter for one shard's images against every earlier shard (paper "
+    "§3.1): exact (same bytes), perceptual (pHash Hamming <= phash_max_distance) and semantic "
+    "(embedding cosine from LanceDB) duplicates, grouped with union-find; one deterministic "
+    "representative per group. One row per image with kept, reason and duplicate_of in "
+    "`data/image_dedup/<shard>.parquet`; a rerun gives the same decisions.",
 )
 def image_dedup(
     context: dg.AssetExecutionContext,
@@ -221,9 +226,14 @@ def _signatures(storage: StorageResource, shards: list[str], key: str, texts: li
     group_name=Group.DEDUP,
     partitions_def=shard_partitions,
     deps=[Asset.EXTRACTED_SENTENCES, Asset.SENTENCE_EMBEDDINGS, Asset.SEMANTIC_FILTER],
-    description="Redundancy filter for one shard's sentences after the semantic filter: exact "
-    "(normalised text), near-duplicate (MinHash) and semantic (embedding cosine) duplicates "
-    "against every earlier shard; semantic_filter's rejections are carried over first.",
+    code_version=code_version("1", SentenceDedupConfig),
+    kinds={Kind.PARQUET, Kind.LANCEDB},
+    description="Redundancy filter for one shard's sentences after the semantic filter (paper "
+    "§3.1): exact (normalised text), near-duplicate (MinHash) and semantic (embedding cosine "
+    "from LanceDB) duplicates against every earlier shard; semantic_filter's rejections are "
+    "carried over first. One row per sentence with scores, kept, reason and duplicate_of in "
+    "`data/sentence_dedup/<shard>.parquet` (MinHash signatures beside it); a rerun gives the "
+    "same decisions.",
 )
 def sentence_dedup(
     context: dg.AssetExecutionContext,
@@ -295,14 +305,24 @@ def _no_duplicate_survivors(
     ).fetchone()
     con.close()
     description = f"{dupes} duplicate ids among {kept} survivors across {len(files)} shards"
-    metadata = {"duplicates": int(dupes), "survivors": int(kept), "shard_survivors": int(here)}
+    metadata = {
+        "value": int(dupes),
+        "threshold": 0,
+        "survivors": int(kept),
+        "shard_survivors": int(here),
+    }
     if dupes == 0 and here == 0:
         return zero_rows_result(f"no {id_column} of {key} survives; {description}", **metadata)
     return check_result(dupes == 0 and kept > 0, description, **metadata)
 
 
 @shard_check(
-    Asset.IMAGE_DEDUP, "unique_image_survivors", "No image id survives twice across all shards."
+    Asset.IMAGE_DEDUP,
+    "unique_image_survivors",
+    "No image id survives twice across all shards (ERROR, blocking: retrieval, synthesis and "
+    "the balanced subset would carry the image twice); a shard with no survivor is a '0 rows' "
+    "WARN. Metadata: `value` = duplicate ids, `threshold` = 0.",
+    blocking=True,
 )
 def unique_image_survivors(
     context: dg.AssetCheckExecutionContext, storage: StorageResource
@@ -310,7 +330,13 @@ def unique_image_survivors(
     return _no_duplicate_survivors(storage, Asset.IMAGE_DEDUP, "image_id", context.partition_key)
 
 
-@shard_check(Asset.IMAGE_DEDUP, "image_dedup_funnel", "Dedup keeps something; counts add up.")
+@shard_check(
+    Asset.IMAGE_DEDUP,
+    "image_dedup_funnel",
+    "Images in = kept + removed and the reasons add up (ERROR, blocking); one duplicate reason "
+    "removing more than 90% is a WARN; a shard that keeps nothing is a '0 rows' WARN.",
+    blocking=True,
+)
 def image_dedup_funnel(context: dg.AssetCheckExecutionContext, metrics: MetricsResource) -> Result:
     M = ImageDedupMetrics
     return funnel_check(
@@ -326,7 +352,10 @@ def image_dedup_funnel(context: dg.AssetCheckExecutionContext, metrics: MetricsR
 @shard_check(
     Asset.SENTENCE_DEDUP,
     "unique_sentence_survivors",
-    "No sentence id survives twice across all shards.",
+    "No sentence id survives twice across all shards (ERROR, blocking: clustering and retrieval "
+    "would return it twice); a shard with no survivor is a '0 rows' WARN. Metadata: `value` = "
+    "duplicate ids, `threshold` = 0.",
+    blocking=True,
 )
 def unique_sentence_survivors(
     context: dg.AssetCheckExecutionContext, storage: StorageResource
@@ -339,7 +368,10 @@ def unique_sentence_survivors(
 @shard_check(
     Asset.SENTENCE_DEDUP,
     "sentence_dedup_funnel",
-    "Semantic + redundancy filters keep something; counts add up.",
+    "Sentences in = kept + removed (semantic filter and redundancy) and the reasons add up "
+    "(ERROR, blocking); one reason removing more than 90% is a WARN; a shard that keeps nothing "
+    "is a '0 rows' WARN.",
+    blocking=True,
 )
 def sentence_dedup_funnel(
     context: dg.AssetCheckExecutionContext, metrics: MetricsResource

@@ -1,12 +1,13 @@
 """embed: L2-normalised image and sentence embeddings of one shard into LanceDB."""
 
+import hashlib
 from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
 
 from realsyn_assets.assets._checks import Result, check_result, shard_check, zero_rows_result
-from realsyn_assets.assets._common import stage_metadata
+from realsyn_assets.assets._common import code_version, stage_metadata
 from realsyn_assets.core.io import read_table
 from realsyn_assets.names import (
     Asset,
@@ -14,6 +15,7 @@ from realsyn_assets.names import (
     ExtractedSentencesMetrics,
     Group,
     ImageEmbeddingsMetrics,
+    Kind,
     SentenceEmbeddingsMetrics,
 )
 from realsyn_assets.partitions import shard_partitions
@@ -24,6 +26,17 @@ from realsyn_assets.resources import (
     VectorStoreResource,
 )
 from realsyn_assets.resources.vectors import table_vectors, vectors_column
+
+# |norm - 1| above this is "not unit-norm" (float32 normalisation is exact to ~1e-6)
+NORM_TOLERANCE = 1e-3
+
+# The encoder settings that change embeddings; device, precision (rounding only), batch size
+# and loader workers do not.
+ENCODER_CODE_VERSION = code_version(
+    "1",
+    EncoderResource,
+    exclude=("home", "device", "precision", "batch_size", "num_workers"),
+)
 
 
 @dataclass(frozen=True)
@@ -84,8 +97,10 @@ def _embed_shard(
     if spec is IMAGES:  # image paths are stored relative to the home
         values = [storage.layout.resolve(p) for p in values]
     vecs = encode(values, progress=True)
+    _refuse_non_finite(vecs, key, spec.table, enc.identity)
     table = items.append_column("vector", vectors_column(vecs.reshape(-1, enc.dim)))
     version = vectors.replace_shard(spec.table, key, table)
+    data_version = _data_version(enc.identity, items.column(spec.id_column).to_pylist())
     meta = stage_metadata(metrics, spec.asset, key, {spec.metric: table.num_rows})
     norms = np.linalg.norm(vecs, axis=1) if len(vecs) else np.ones(1)
     meta.update(
@@ -99,7 +114,26 @@ def _embed_shard(
             "norm_max": float(norms.max()),
         }
     )
-    return dg.MaterializeResult(metadata=meta)
+    return dg.MaterializeResult(metadata=meta, data_version=data_version)
+
+
+def _refuse_non_finite(vecs: np.ndarray, key: str, noun: str, identity: str) -> None:
+    """LanceDB refuses NaN vectors with an Arrow error; say what happened instead, before the
+    shard's old rows are deleted (a NaN from the encoder is a model or precision problem)."""
+    bad = int((~np.isfinite(vecs)).any(axis=1).sum()) if vecs.size else 0
+    if bad:
+        raise dg.Failure(
+            f"{key}: {bad} of {len(vecs)} {noun} vectors from encoder {identity} are not finite "
+            "(NaN or inf); nothing written. Check the model weights and the precision setting."
+        )
+
+
+def _data_version(identity: str, ids: list[str]) -> dg.DataVersion:
+    """The encoder identity (model + weights) and the content-addressed ids it encoded: exactly
+    what determines the vectors, so a new encoder or new items give a new data version (and
+    stale downstream assets) while a rerun of the same gives the same one."""
+    digest = hashlib.sha256("\n".join([identity, *ids]).encode()).hexdigest()[:16]
+    return dg.DataVersion(f"{identity}|{digest}")
 
 
 def _embedding_asset(spec: _Embedding, description: str) -> dg.AssetsDefinition:
@@ -109,6 +143,8 @@ def _embedding_asset(spec: _Embedding, description: str) -> dg.AssetsDefinition:
         partitions_def=shard_partitions,
         deps=[spec.source, Asset.BOOTSTRAP_ENCODER],
         pool="encoder",
+        code_version=ENCODER_CODE_VERSION,
+        kinds={Kind.PYTORCH, Kind.LANCEDB},
         description=description,
     )
     def embeddings(
@@ -125,49 +161,70 @@ def _embedding_asset(spec: _Embedding, description: str) -> dg.AssetsDefinition:
 
 image_embeddings = _embedding_asset(
     IMAGES,
-    "Image embeddings of one shard's kept images in the LanceDB table `images` "
-    "(id, shard, lineage, vector); a rerun replaces the shard's rows.",
+    "L2-normalised image embeddings of one shard's kept images (paper §3.2), encoded by the "
+    "encoder resource (pretrained model, checkpoint or the bootstrap encoder) and stored in the "
+    "LanceDB table `images` (id, shard, lineage, vector); a rerun replaces the shard's rows. "
+    "The data version is the encoder identity plus the encoded ids, so a new encoder marks "
+    "everything downstream stale.",
 )
 sentence_embeddings = _embedding_asset(
     SENTENCES,
-    "Sentence embeddings of one shard's kept sentences in the LanceDB table "
-    "`sentences` (id, shard, lineage, text, vector); a rerun replaces the shard's rows.",
+    "L2-normalised sentence embeddings of one shard's kept sentences (paper §3.2), encoded by "
+    "the encoder resource and stored in the LanceDB table `sentences` (id, shard, lineage, "
+    "text, vector); a rerun replaces the shard's rows. The data version is the encoder "
+    "identity plus the encoded ids.",
 )
 
 
 def _vectors_ok(
     spec: _Embedding, vectors: VectorStoreResource, metrics: MetricsResource, key: str
 ) -> Result:
+    """Finite, unit-norm (within NORM_TOLERANCE), one row per kept item, no duplicate id: what
+    dedup, clustering and retrieval assume of every vector. Metadata: `value` = the largest
+    |norm - 1| (NaN counts as infinite), `threshold` = NORM_TOLERANCE."""
     rows = vectors.read(spec.table, shards=[key], columns=[spec.id_column, "vector"])
     expected = int(metrics.counts(spec.source, key).get(spec.source_kept, -1))
     if rows.num_rows == 0 and expected == 0:
-        return zero_rows_result(f"{key} has no kept {spec.table} to embed", rows=0)
+        return zero_rows_result(f"{key} has no kept {spec.table} to embed", rows=0, expected=0)
     matrix = table_vectors(rows)
+    non_finite = int((~np.isfinite(matrix)).any(axis=1).sum()) if len(matrix) else 0
     norms = np.linalg.norm(matrix, axis=1) if len(matrix) else np.ones(0)
-    finite = bool(np.isfinite(matrix).all())
-    unit = bool(np.all(np.abs(norms - 1) < 1e-3))
+    errors = np.nan_to_num(np.abs(norms - 1), nan=np.inf)
+    norm_error = float(errors.max()) if len(errors) else 0.0
     unique = len(set(rows.column(spec.id_column).to_pylist())) == rows.num_rows
     problems = [
         p
         for p, bad in (
-            ("non-finite values", not finite),
-            ("not unit-norm", not unit),
+            (f"{non_finite} vectors with non-finite values", non_finite > 0),
+            (f"not unit-norm (|norm - 1| up to {norm_error:.3g})", norm_error > NORM_TOLERANCE),
             (f"{rows.num_rows} rows != {expected} kept items", rows.num_rows != expected),
             ("duplicate ids", not unique),
         )
         if bad
     ]
+    finite_norms = norms[np.isfinite(norms)]
     return check_result(
         not problems,
         "; ".join(problems) or "finite, unit-norm, one row per item",
         rows=rows.num_rows,
-        norm_min=float(norms.min()) if len(norms) else 1.0,
-        norm_max=float(norms.max()) if len(norms) else 1.0,
+        expected=expected,
+        non_finite=non_finite,
+        value=norm_error if np.isfinite(norm_error) else 1e30,
+        threshold=NORM_TOLERANCE,
+        norm_min=float(finite_norms.min()) if len(finite_norms) else 0.0,
+        norm_max=float(finite_norms.max()) if len(finite_norms) else 0.0,
     )
 
 
 def _vectors_check(spec: _Embedding, name: str, noun: str) -> dg.AssetChecksDefinition:
-    @shard_check(spec.asset, name, f"Finite, unit-norm, one row per kept {noun}.")
+    @shard_check(
+        spec.asset,
+        name,
+        f"Every {noun} vector is finite and unit-norm, one row per kept {noun}, no id twice "
+        "(ERROR, blocking: dedup, clustering and retrieval read these vectors); a shard with "
+        f"no kept {noun} is a '0 rows' WARN.",
+        blocking=True,
+    )
     def vectors_valid(
         context: dg.AssetCheckExecutionContext,
         vectors: VectorStoreResource,

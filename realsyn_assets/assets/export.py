@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pydantic
 
 from realsyn_assets.assets._checks import Result, check_result, zero_rows_result
-from realsyn_assets.assets._common import png_metadata, stage_metadata
+from realsyn_assets.assets._common import code_version, png_metadata, stage_metadata
 from realsyn_assets.core.balance import datacard as card_core
 from realsyn_assets.core.balance import export as export_core
 from realsyn_assets.core.balance import sampling as balance_core
@@ -24,7 +24,7 @@ from realsyn_assets.core.balance.files import (
 )
 from realsyn_assets.core.io import read_table
 from realsyn_assets.core.quality import report as report_core
-from realsyn_assets.names import Asset, Group
+from realsyn_assets.names import Asset, Group, Kind
 from realsyn_assets.names import BalancedSubsetMetadata as BD
 from realsyn_assets.names import BalancedSubsetMetrics as BM
 from realsyn_assets.names import SubsetExportMetrics as XM
@@ -59,10 +59,15 @@ class ExportConfig(dg.Config):
         Asset.IMAGE_CLUSTERS,
         dg.AssetDep(Asset.SYNTHETIC_TEXTS, partition_mapping=ALL_SHARDS),
     ],
-    description="The scale's subset exported for training: train.parquet / eval.parquet and "
+    code_version=code_version("1", ExportConfig),
+    kinds={Kind.PARQUET},
+    description="One scale's balanced subset exported for training, train and eval apart, in "
+    "data/subset_export/<scale>/: train.parquet / eval.parquet and WebDataset tars "
     "webdataset/train/*.tar / webdataset/eval/*.tar (jpg + txt = text1 + json = text2, text3, "
-    "syn_text, lineage), and DATA_CARD.md with cluster-size and similarity plots, token "
-    "lengths, the funnel, the generator and encoder, and balanced vs random sampling.",
+    "syn_text, lineage) that open_clip_train reads as they are, and DATA_CARD.md with "
+    "cluster-size and similarity plots, token lengths, the funnel, the generator and encoder, "
+    "and balanced vs random sampling. A rerun rewrites every file with the same bytes for the "
+    "same subset.",
 )
 def subset_export(
     context: dg.AssetExecutionContext,
@@ -321,18 +326,24 @@ def tars_match_parquet(storage: StorageResource, scale: str) -> Result:
     """The result of `export_tars_match_parquet` for one scale."""
     ids = _parquet_ids(storage, scale)
     tars = _tar_samples(storage, scale)
-    problems, meta = [], {}
+    problems, meta, mismatched = [], {}, 0
     for split in SPLITS:
         expected = {export_core.sample_key(i) for i in ids[split]}
         meta[f"{split}_parquet_rows"] = len(ids[split])
         meta[f"{split}_tar_samples"] = len(tars[split])
+        only_one = len(expected ^ set(tars[split]))
+        mismatched += only_one + abs(len(tars[split]) - len(ids[split])) * (not only_one)
         if len(tars[split]) != len(ids[split]) or set(tars[split]) != expected:
             problems.append(
                 f"{split}: {len(tars[split])} tar samples vs {len(ids[split])} parquet rows, "
-                f"{len(expected ^ set(tars[split]))} ids in only one of them"
+                f"{only_one} ids in only one of them"
             )
     return check_result(
-        not problems, "; ".join(problems) or "tar samples = parquet rows in every split", **meta
+        not problems,
+        "; ".join(problems) or "tar samples = parquet rows in every split",
+        mismatched_samples=mismatched,
+        threshold=0,
+        **meta,
     )
 
 

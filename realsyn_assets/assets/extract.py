@@ -4,13 +4,19 @@ import dagster as dg
 from pydantic import Field
 
 from realsyn_assets.assets._checks import Result, funnel_check, shard_check
-from realsyn_assets.assets._common import rejection_counts, stage_metadata
+from realsyn_assets.assets._common import code_version, rejection_counts, stage_metadata
 from realsyn_assets.core.images import shard as image_shard
 from realsyn_assets.core.images.extract import ImageFilterConfig
 from realsyn_assets.core.io import read_table, write_table
 from realsyn_assets.core.text import shard as sentence_shard
 from realsyn_assets.core.text.sentences import SentenceFilterConfig
-from realsyn_assets.names import Asset, ExtractedImagesMetrics, ExtractedSentencesMetrics, Group
+from realsyn_assets.names import (
+    Asset,
+    ExtractedImagesMetrics,
+    ExtractedSentencesMetrics,
+    Group,
+    Kind,
+)
 from realsyn_assets.partitions import shard_partitions
 from realsyn_assets.resources import MetricsResource, StorageResource
 
@@ -52,8 +58,15 @@ class SentenceExtractConfig(dg.Config):
     group_name=Group.EXTRACT,
     partitions_def=shard_partitions,
     deps=[Asset.RAW_DOCUMENTS],
+    # which images can be read (downloads, size cap, allowed folders) changes what is kept
+    code_version=code_version(
+        "1", ImageExtractConfig, StorageResource, exclude=("home", "download_timeout_s", "workers")
+    ),
+    kinds={Kind.PARQUET, Kind.PYTHON},
     description="Decoded, quality-filtered images of one shard (shorter side >= 100 px, aspect in "
-    "[1/3, 3]) saved as normalised JPEG files; every rejected slot is kept with its reason.",
+    "[1/3, 3], paper §3.1), saved as normalised JPEG files under `images/` and listed in "
+    "`data/extracted_images/<shard>.parquet` (content-addressed id, pHash, lineage); every "
+    "rejected slot is in `<shard>.rejected.parquet` with its reason. A rerun rewrites both.",
 )
 def extracted_images(
     context: dg.AssetExecutionContext,
@@ -97,9 +110,13 @@ def extracted_images(
     group_name=Group.EXTRACT,
     partitions_def=shard_partitions,
     deps=[Asset.RAW_DOCUMENTS],
+    code_version=code_version("1", SentenceExtractConfig),
+    kinds={Kind.PARQUET, Kind.PYTHON},
     description="Sentences of one shard (Punkt-style split) passing the rule filters (no emoji, "
     "no URL, 3..81 words), the CAT caption filter (complexity >= C1 and an action) and the "
-    "in-shard duplicate check; every rejected sentence is kept with its reason.",
+    "in-shard duplicate check (paper §3.1), in `data/extracted_sentences/<shard>.parquet`; "
+    "every rejected sentence is in `<shard>.rejected.parquet` with its reason. A rerun "
+    "rewrites both.",
 )
 def extracted_sentences(
     context: dg.AssetExecutionContext,
@@ -151,7 +168,12 @@ def _save_shard(
 
 
 @shard_check(
-    Asset.EXTRACTED_IMAGES, "image_funnel", "slots = kept + rejected; no reason dominates."
+    Asset.EXTRACTED_IMAGES,
+    "image_funnel",
+    "Image slots = kept + rejected and the reasons add up (ERROR, blocking: embeddings and "
+    "dedup read this table); one reason rejecting more than 90% of the slots is a WARN; a shard "
+    "with no kept image is a '0 rows' WARN.",
+    blocking=True,
 )
 def image_funnel(context: dg.AssetCheckExecutionContext, metrics: MetricsResource) -> Result:
     M = ExtractedImagesMetrics
@@ -160,7 +182,12 @@ def image_funnel(context: dg.AssetCheckExecutionContext, metrics: MetricsResourc
 
 
 @shard_check(
-    Asset.EXTRACTED_SENTENCES, "sentence_funnel", "in = kept + rejected; no reason dominates."
+    Asset.EXTRACTED_SENTENCES,
+    "sentence_funnel",
+    "Sentences split = kept + rejected and the reasons add up (ERROR, blocking: embeddings, "
+    "word statistics and the filters read this table); one reason rejecting more than 90% is a "
+    "WARN; a shard with no kept sentence is a '0 rows' WARN.",
+    blocking=True,
 )
 def sentence_funnel(context: dg.AssetCheckExecutionContext, metrics: MetricsResource) -> Result:
     M = ExtractedSentencesMetrics

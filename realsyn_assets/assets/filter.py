@@ -13,7 +13,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from realsyn_assets.assets._checks import Result, check_result, funnel_check, shard_check
-from realsyn_assets.assets._common import rejection_counts, stage_metadata
+from realsyn_assets.assets._common import code_version, rejection_counts, stage_metadata
 from realsyn_assets.core.io import read_table, write_table
 from realsyn_assets.core.semantic_filter.entropy import ENTROPY_THRESHOLD
 from realsyn_assets.core.semantic_filter.perplexity import PAPER_SEMANTIC_KEEP_FRACTION
@@ -23,7 +23,14 @@ from realsyn_assets.core.semantic_filter.statistics import (
     count_words,
     fit_language_model,
 )
-from realsyn_assets.names import CORPUS, Asset, Group, SemanticFilterMetrics, WordStatisticsMetrics
+from realsyn_assets.names import (
+    CORPUS,
+    Asset,
+    Group,
+    Kind,
+    SemanticFilterMetrics,
+    WordStatisticsMetrics,
+)
 from realsyn_assets.partitions import ALL_SHARDS, shard_partitions
 from realsyn_assets.resources import MetricsResource, StorageResource
 
@@ -56,9 +63,14 @@ class SemanticFilterConfig(dg.Config):
 @dg.asset(
     group_name=Group.FILTER,
     deps=[dg.AssetDep(Asset.EXTRACTED_SENTENCES, partition_mapping=ALL_SHARDS)],
+    code_version=code_version("1", WordStatisticsConfig),
+    kinds={Kind.DUCKDB, Kind.PARQUET},
     description="Corpus statistics of every kept sentence of every shard: word counts with DuckDB "
-    "(the word probabilities of the entropy filter, paper Eq. 1) and a word trigram model with "
-    "its calibrated perplexity window (the offline stand-in for GPT-2 perplexity, paper Eq. 2).",
+    "(the word probabilities of the entropy filter, paper Eq. 1; `data/word_statistics/"
+    "words.parquet` and the DuckDB table `word_statistics`) and a word trigram model with its "
+    "calibrated perplexity window (the offline stand-in for GPT-2 perplexity, paper Eq. 2; "
+    "ngram.npz, perplexity_window.json), plus every sentence's scores in sentence_scores/. "
+    "A rerun refits on the shards materialized at that time.",
 )
 def word_statistics(
     context: dg.AssetExecutionContext,
@@ -111,9 +123,12 @@ def word_statistics(
     group_name=Group.FILTER,
     partitions_def=shard_partitions,
     deps=[Asset.EXTRACTED_SENTENCES, Asset.WORD_STATISTICS],
-    description="Semantic filter for one shard's sentences: information entropy with corpus word "
-    "probabilities (< 0.3 dropped), then the perplexity window; one row per sentence with both "
-    "scores and the reason it was dropped.",
+    code_version=code_version("1", SemanticFilterConfig),
+    kinds={Kind.PARQUET},
+    description="Semantic filter for one shard's sentences (paper §3.1): information entropy with "
+    "corpus word probabilities (< 0.3 dropped), then the perplexity window; one row per "
+    "sentence with both scores and the reason it was dropped, in "
+    "`data/semantic_filter/<shard>.parquet`. A rerun rewrites the shard's file.",
 )
 def semantic_filter(
     context: dg.AssetExecutionContext,
@@ -157,30 +172,43 @@ def semantic_filter(
     return dg.MaterializeResult(metadata=meta)
 
 
-@dg.asset_check(asset=Asset.WORD_STATISTICS, description="Word counts add up to the corpus size.")
+@dg.asset_check(
+    asset=Asset.WORD_STATISTICS,
+    blocking=True,
+    description="The DuckDB word table holds a non-empty vocabulary whose size and total count "
+    "match what word_statistics recorded (ERROR, blocking: the entropy filter of every shard "
+    "reads these probabilities). Metadata: `value` = words counted in the table, `threshold` "
+    "= words recorded.",
+)
 def word_counts_consistent(storage: StorageResource, metrics: MetricsResource) -> Result:
     M = WordStatisticsMetrics
     counts = metrics.counts(Asset.WORD_STATISTICS, CORPUS)
-    total = metrics.query(f"SELECT coalesce(sum(count), 0), count(*) FROM {Asset.WORD_STATISTICS}")[
-        0
-    ]
-    ok = (
-        counts.get(M.VOCABULARY, 0) > 0
-        and total[0] == counts.get(M.WORDS_TOTAL)
-        and total[1] == counts.get(M.VOCABULARY)
-    )
+    total, vocabulary = metrics.query(
+        f"SELECT coalesce(sum(count), 0), count(*) FROM {Asset.WORD_STATISTICS}"
+    )[0]
+    recorded_total = int(counts.get(M.WORDS_TOTAL, -1))
+    recorded_vocabulary = int(counts.get(M.VOCABULARY, -1))
+    ok = vocabulary > 0 and total == recorded_total and vocabulary == recorded_vocabulary
     return check_result(
         ok,
-        "vocabulary and totals match" if ok else f"mismatch: {counts} vs {total}",
-        vocabulary=int(total[1]),
-        words_total=int(total[0]),
+        "vocabulary and totals match"
+        if ok
+        else f"table: {int(vocabulary)} words, {int(total)} in all; recorded: "
+        f"{recorded_vocabulary} words, {recorded_total} in all",
+        value=int(total),
+        threshold=recorded_total,
+        vocabulary=int(vocabulary),
+        recorded_vocabulary=recorded_vocabulary,
     )
 
 
 @shard_check(
     Asset.SEMANTIC_FILTER,
     "semantic_filter_funnel",
-    "in = kept + rejected; the filter keeps something and no reason dominates.",
+    "Sentences in = kept + rejected and the reasons add up (ERROR, blocking: sentence_dedup "
+    "carries these decisions over); one reason (low entropy, perplexity) rejecting more than "
+    "90% is a WARN; a shard that keeps nothing is a '0 rows' WARN.",
+    blocking=True,
 )
 def semantic_filter_funnel(
     context: dg.AssetCheckExecutionContext, metrics: MetricsResource

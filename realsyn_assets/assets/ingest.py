@@ -3,12 +3,12 @@
 import dagster as dg
 from pydantic import Field
 
-from realsyn_assets.assets._checks import Result, funnel_check, shard_check
-from realsyn_assets.assets._common import rejection_counts, stage_metadata
+from realsyn_assets.assets._checks import ERROR, Result, funnel_check, shard_check
+from realsyn_assets.assets._common import code_version, rejection_counts, stage_metadata
 from realsyn_assets.core.ingest.documents import MAX_DOCUMENT_CHARS, read_shard
 from realsyn_assets.core.ingest.shard_file import READ_ERRORS, explain_read_error
 from realsyn_assets.core.io import write_table
-from realsyn_assets.names import Asset, Group, RawDocumentsMetrics
+from realsyn_assets.names import Asset, Group, Kind, RawDocumentsMetrics
 from realsyn_assets.partitions import shard_partitions
 from realsyn_assets.resources import MetricsResource, StorageResource
 
@@ -24,10 +24,14 @@ class RawDocumentsConfig(dg.Config):
 @dg.asset(
     group_name=Group.INGEST,
     partitions_def=shard_partitions,
-    description="Normalised interleaved documents of one shard (OBELICS / MMC4 / demo layout): "
-    "one row per text block or image slot in page order; malformed documents are rejected with "
-    "file, row and reason. An unreadable shard file (truncated parquet or gzip, wrong format) "
-    "fails this shard's partition with an error naming the file and the cause.",
+    code_version=code_version("1", RawDocumentsConfig),
+    kinds={Kind.PARQUET, Kind.DUCKDB},
+    description="Normalised interleaved documents of one registered shard file (OBELICS, MMC4 or "
+    "demo layout): one row per text block or image slot in page order, stored in "
+    "`data/raw_documents/<shard>.parquet`; malformed documents go to "
+    "`<shard>.rejected.parquet` with file, row and reason, and the counts to DuckDB. An "
+    "unreadable shard file (truncated parquet or gzip, wrong format) fails this shard's "
+    "partition with an error naming the file and the cause. A rerun rewrites both files.",
 )
 def raw_documents(
     context: dg.AssetExecutionContext,
@@ -69,8 +73,18 @@ def raw_documents(
     )
 
 
-@shard_check(Asset.RAW_DOCUMENTS, "documents_parsed", "Most documents parse; none silently lost.")
+@shard_check(
+    Asset.RAW_DOCUMENTS,
+    "documents_parsed",
+    "Documents read = kept + rejected and the rejection reasons add up; one reason (invalid "
+    "JSON, missing fields, too long) rejecting more than 90% of the documents means a broken or "
+    "mislabelled shard file. Both are ERRORs, so `realsyn ingest`/`run` exit 1, but not "
+    "blocking: the documents kept are well-formed and extraction may go on. A shard with no "
+    "document at all is a '0 rows' WARN.",
+)
 def documents_parsed(context: dg.AssetCheckExecutionContext, metrics: MetricsResource) -> Result:
     M = RawDocumentsMetrics
     funnel = (M.DOCUMENTS_IN, M.DOCUMENTS_KEPT, M.DOCUMENTS_REJECTED)
-    return funnel_check(metrics, Asset.RAW_DOCUMENTS, context.partition_key, *funnel)
+    return funnel_check(
+        metrics, Asset.RAW_DOCUMENTS, context.partition_key, *funnel, dominance=ERROR
+    )

@@ -6,11 +6,11 @@ import dagster as dg
 import pydantic
 
 from realsyn_assets.assets._checks import Result
-from realsyn_assets.assets._common import png_bytes_metadata, stage_metadata
+from realsyn_assets.assets._common import code_version, png_bytes_metadata, stage_metadata
 from realsyn_assets.core.balance import subset as subset_core
 from realsyn_assets.core.training import clip as clip_core
 from realsyn_assets.core.training import launch
-from realsyn_assets.names import Asset, Group
+from realsyn_assets.names import Asset, Group, Kind
 from realsyn_assets.names import ClipCheckpointMetrics as TM
 from realsyn_assets.partitions import scale_partitions
 from realsyn_assets.resources import (
@@ -104,10 +104,20 @@ def _train_config(config: TrainAssetConfig, device: str) -> clip_core.TrainConfi
     partitions_def=scale_partitions,
     deps=[Asset.BALANCED_SUBSET],
     pool="encoder",
-    description="An open_clip model trained from scratch on the scale's balanced subset: AdamW "
-    "(lr 1e-3, wd 0.2, betas 0.9/0.98, eps 1e-6), OneCycle (pct_start 0.1), temperature 0.07, "
-    "each step's caption drawn uniformly from the 3 realistic + 1 synthetic texts. Resumes a "
-    "killed run from its last checkpoint; runs data-parallel through torchrun. " + PAPER_COST,
+    # processes, loader workers and the resume interval change speed, not the trained weights
+    code_version=code_version(
+        "1",
+        TrainAssetConfig,
+        exclude=("num_workers", "nproc_per_node", "checkpoint_every_steps"),
+    ),
+    kinds={Kind.PYTORCH},
+    description="An open_clip model trained from scratch on the train split of one scale's "
+    "balanced subset (paper §4): AdamW (lr 1e-3, wd 0.2, betas 0.9/0.98, eps 1e-6), OneCycle "
+    "(pct_start 0.1), temperature 0.07, each step's caption drawn uniformly from the 3 "
+    "realistic + 1 synthetic texts. Stored as data/clip_checkpoint/<scale>/checkpoint.pt (with "
+    "its train config), resume.pt and the loss curve. A rerun with the same config and rows "
+    "resumes a killed run from its last checkpoint, or finds the finished one; runs "
+    "data-parallel through torchrun. " + PAPER_COST,
 )
 def clip_checkpoint(
     context: dg.AssetExecutionContext,
@@ -166,7 +176,11 @@ def clip_checkpoint(
 def training_lowered_loss(
     context: dg.AssetCheckExecutionContext, storage: StorageResource, metrics: MetricsResource
 ) -> Result:
-    scale = context.partition_key
+    return loss_lowered(storage, metrics, context.partition_key)
+
+
+def loss_lowered(storage: StorageResource, metrics: MetricsResource, scale: str) -> Result:
+    """The result of `training_lowered_loss` for one scale."""
     counts = metrics.counts(Asset.CLIP_CHECKPOINT, scale)
     exists = (
         storage.layout.asset_dir(Asset.CLIP_CHECKPOINT) / scale / clip_core.CHECKPOINT_NAME

@@ -124,6 +124,8 @@ def test_scales_hit_paper_shares_nest_and_are_pinned(home):
         assert sizes["after"].max() <= record[BM.CAP_PER_CLUSTER]
         (event,) = result.asset_materializations_for_node(Asset.BALANCED_SUBSET)
         assert event.metadata[BD.CLUSTERS_VERSION].value == version
+        subset_version = balance.clusters_core.content_version(folder / balance.SUBSET_FILE)
+        assert event.tags["dagster/data_version"] == subset_version
         assert event.metadata[BM.TARGET_SHARE].value == pytest.approx(SCALE_SHARES[scale])
         rows = _ids(home, scale)
         assert len(rows) == samples and previous <= rows  # 15M ⊂ 30M ⊂ 100M

@@ -45,7 +45,7 @@ def test_evaluation_check_passes_when_training_beats_the_untrained_model(tmp_pat
     assert result.metadata["min_recall_gain"].value == evaluate.MIN_RECALL_GAIN
 
 
-def test_evaluation_check_fails_when_training_bought_nothing(tmp_path):
+def test_evaluation_valid_fails_when_training_bought_nothing(tmp_path):
     _, metrics = _resources(tmp_path)
     _evaluation(metrics, trained=0.31, untrained=0.3)
     result = evaluate._evaluation_ok(metrics, "100M")
@@ -73,7 +73,7 @@ def _manifest(storage, variants: dict) -> None:
     (folder / evaluate.ABLATIONS_FILE).write_text(json.dumps({"variants": entries}))
 
 
-def test_ablations_check_fails_when_a_loss_did_not_fall_or_a_checkpoint_is_gone(tmp_path):
+def test_ablations_trained_fails_when_a_loss_did_not_fall_or_a_checkpoint_is_gone(tmp_path):
     storage, metrics = _resources(tmp_path)
     names = [ab.REALISTIC_ONLY, ab.SYNTHETIC_ONLY]
     _manifest(storage, dict.fromkeys(names))
@@ -88,11 +88,13 @@ def test_ablations_check_fails_when_a_loss_did_not_fall_or_a_checkpoint_is_gone(
     metrics.record(Asset.CLIP_ABLATIONS, "15M", counts)
     result = evaluate._ablations_ok(storage, metrics, "15M")
     assert not result.passed and "synthetic_only: loss 3.000 -> 3.500" in result.description
+    assert result.severity == dg.AssetCheckSeverity.WARN  # no steps recorded: too few to judge
 
     folder = storage.layout.asset_dir(Asset.CLIP_ABLATIONS) / "15M"
     (folder / ab.REALISTIC_ONLY / "checkpoint.pt").unlink()
     result = evaluate._ablations_ok(storage, metrics, "15M")
     assert "realistic_only: checkpoint missing" in result.description
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
 
     metrics.record(Asset.CLIP_ABLATIONS, "15M", {**counts, AM.VARIANTS_TRAINED: 3})
     assert "3 configured" in evaluate._ablations_ok(storage, metrics, "15M").description

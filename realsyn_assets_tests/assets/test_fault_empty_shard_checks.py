@@ -113,7 +113,7 @@ def test_fault_retrieval_and_synthesis_checks_of_an_empty_shard_warn(tmp_path):
     metrics.record(Asset.SYNTHETIC_TEXTS, "zero", synthetic)
     assert _is_zero_rows_warning(_three_texts_ok(storage, "zero"))
     assert _is_zero_rows_warning(_recall_ok(metrics, "zero"))
-    assert _is_zero_rows_warning(_synthetic_ok(metrics, "zero"))
+    assert _is_zero_rows_warning(_synthetic_ok(metrics, "zero", storage))
 
 
 def test_fault_empty_synthetic_table_keeps_its_schema():

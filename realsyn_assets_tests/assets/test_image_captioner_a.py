@@ -182,7 +182,7 @@ def test_concept_rate_check_warns_below_the_bar(tmp_path):
 
 def test_a_configured_backend_trains_nothing(tmp_path):
     _small_home(tmp_path)
-    server = CaptionerResource(backend="openai", model="some-vlm")
+    server = CaptionerResource(backend="vllm", model="some-vlm")  # in-process: not probed
     result = _materialize(tmp_path, server)
     assert result.success
     (materialization,) = result.asset_materializations_for_node(Asset.IMAGE_CAPTIONER)

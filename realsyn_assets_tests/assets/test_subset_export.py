@@ -198,7 +198,7 @@ def _add_sample(tar_path: Path, key: str, members: dict[str, bytes]) -> None:
 
 # Dagster cannot run a partitioned check without its asset in one job, so the broken exports
 # are checked by the functions the checks return (the passing runs above go through Dagster).
-def test_disjoint_check_fails_when_an_image_is_in_both_splits(exported, tmp_path):
+def test_export_splits_disjoint_fails_when_an_image_is_in_both_splits(exported, tmp_path):
     out, storage = _tampered(exported, tmp_path)
     assert ex.splits_disjoint(storage, SCALE).passed
     train = pq.read_table(out / "train.parquet")
@@ -206,20 +206,25 @@ def test_disjoint_check_fails_when_an_image_is_in_both_splits(exported, tmp_path
     pq.write_table(held, out / "eval.parquet")
     result = ex.splits_disjoint(storage, SCALE)
     assert not result.passed and result.metadata["shared_ids"].value == 1
+    assert result.severity == dg.AssetCheckSeverity.ERROR
 
 
-def test_count_check_fails_when_a_tar_misses_parquet_rows(exported, tmp_path):
+def test_export_tars_match_parquet_fails_when_a_tar_misses_parquet_rows(exported, tmp_path):
     out, storage = _tampered(exported, tmp_path)
     assert ex.tars_match_parquet(storage, SCALE).passed
     (out / "webdataset" / "eval" / "00000.tar").unlink()
     result = ex.tars_match_parquet(storage, SCALE)
     assert not result.passed and "eval: 0 tar samples vs 4 parquet rows" in result.description
+    assert result.severity == dg.AssetCheckSeverity.ERROR
+    assert result.metadata["mismatched_samples"].value == 4
+    assert result.metadata["threshold"].value == 0
 
 
-def test_complete_check_fails_on_a_sample_without_caption(exported, tmp_path):
+def test_export_samples_complete_fails_on_a_sample_without_caption(exported, tmp_path):
     out, storage = _tampered(exported, tmp_path)
     assert ex.samples_complete(storage, SCALE).passed
     _add_sample(out / "webdataset" / "train" / "00000.tar", "img_9999", {"jpg": b"\xff"})
     result = ex.samples_complete(storage, SCALE)
     assert not result.passed and "img_9999" in result.description
+    assert result.severity == dg.AssetCheckSeverity.ERROR
     assert not ex.tars_match_parquet(storage, SCALE).passed  # one sample more than rows

@@ -12,7 +12,7 @@ from realsyn_assets.assets import synthesize
 from realsyn_assets.core.io import read_table, write_table
 from realsyn_assets.core.retrieval.clustering import MEMBERS
 from realsyn_assets.definitions import make_resources
-from realsyn_assets.names import Asset, RetrievedTextsMetrics
+from realsyn_assets.names import Asset
 from realsyn_assets.names import SyntheticTextsMetadata as MD
 from realsyn_assets.names import SyntheticTextsMetrics as M
 from realsyn_assets.partitions import shard_partitions
@@ -21,7 +21,6 @@ from realsyn_assets.resources import (
     EncoderResource,
     GeneratorResource,
     HomeResource,
-    MetricsResource,
     VectorStoreResource,
 )
 from realsyn_assets.resources.home import Home
@@ -135,31 +134,3 @@ def test_synthetic_texts_twice_generates_nothing_the_second_time(tmp_path):
     third = _materialize(tmp_path, key, model="gen-2")  # another model: generate again
     assert third[M.GENERATED_NOW].value == len(ROWS)
     assert third[MD.GENERATOR_MODEL].value == "gen-2"
-
-
-def test_checks_fail_when_rows_are_missing_or_too_many_are_invalid(tmp_path):
-    metrics = MetricsResource(home=HomeResource(path=str(tmp_path)))
-    metrics.record(Asset.RETRIEVED_TEXTS, "s", {RetrievedTextsMetrics.IMAGES: 10})
-    good = {M.IMAGES: 10, M.ROWS_WRITTEN: 9, M.DROPPED: 1, M.EMPTY_SYN_TEXT: 0}
-    metrics.record(
-        Asset.SYNTHETIC_TEXTS, "s", {**good, M.MEAN_SYN_SCORE: 0.3, M.SYN_INVALID_SHARE: 0.05}
-    )
-    assert synthesize._synthetic_ok(metrics, "s").passed
-    assert synthesize._invalid_share_ok(metrics, "s").passed
-    metrics.record(
-        Asset.SYNTHETIC_TEXTS,
-        "s",
-        {**good, M.ROWS_WRITTEN: 8, M.MEAN_SYN_SCORE: 0.3, M.SYN_INVALID_SHARE: 0.2},
-    )
-    missing = synthesize._synthetic_ok(metrics, "s")
-    assert not missing.passed and missing.metadata["rows_written"].value == 8
-    invalid = synthesize._invalid_share_ok(metrics, "s")
-    assert not invalid.passed
-    assert invalid.metadata["invalid_share"].value == 0.2
-    assert invalid.metadata["threshold"].value == 0.05
-    metrics.record(
-        Asset.SYNTHETIC_TEXTS,
-        "s",
-        {**good, M.MEAN_SYN_SCORE: 0.3, M.SYN_INVALID_SHARE: 0.2, M.MAX_INVALID_SHARE: 0.25},
-    )
-    assert synthesize._invalid_share_ok(metrics, "s").passed  # the configured threshold

@@ -55,7 +55,8 @@ class Kill:
 
 
 def _kills(home: Path) -> list[Kill]:
-    demo = ["demo", "--home", str(home), "--docs", DOCS, "--shards", SHARDS]
+    # --workers 1: the pause points are installed in this process only, not in spawned workers
+    demo = ["demo", "--home", str(home), "--docs", DOCS, "--shards", SHARDS, "--workers", "1"]
     partial = [PIPELINE_WITHOUT_BOOTSTRAP, "--home", str(home), "--scales", "15M"]
     return [
         Kill("extraction", "file:*/data/extracted_images/shard-000.parquet", demo),

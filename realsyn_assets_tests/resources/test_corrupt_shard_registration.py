@@ -118,7 +118,7 @@ def test_corrupt_inbox_file_is_not_registered_by_the_sensor(tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     with dg.build_sensor_context(instance=instance, resources={"storage": storage}) as context:
         result = inbox_sensor(context)
-    assert [r.partition_key for r in result.run_requests] == ["good"]
+    assert result.dynamic_partitions_requests[0].partition_keys == ["good"]
     assert home.shard_order() == ["good"]
     with dg.build_sensor_context(instance=instance, resources={"storage": storage}) as context:
         again = inbox_sensor(context)
