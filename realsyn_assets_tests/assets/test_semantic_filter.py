@@ -54,7 +54,8 @@ def test_semantic_filter_writes_scores_and_its_funnel_check_catches_bad_counts(
     dedup_counts = metrics.counts(Asset.SENTENCE_DEDUP, key)
     assert dedup_counts[SentenceDedupMetrics.AFTER_SEMANTIC_FILTER] == kept
 
-    # a forged count (one more kept than in - rejected): the funnel check fails the shard
+    # a forged count (one more kept than in - rejected): the blocking funnel check fails the
+    # shard's run, and sentence_dedup (downstream in the same run) is not materialized again
     from realsyn_assets.assets import filter as filter_assets
 
     record = filter_assets.stage_metadata
@@ -64,6 +65,8 @@ def test_semantic_filter_writes_scores_and_its_funnel_check_catches_bad_counts(
         return record(metrics, stage, partition, counts, *args)
 
     monkeypatch.setattr(filter_assets, "stage_metadata", forged)
-    report = run_stage(Job.SHARD_SENTENCE_DEDUP, key)
+    report = run_stage(Job.SHARD_SENTENCE_DEDUP, key, raise_on_failure=False)
+    assert not report.success and FUNNEL in report.error
     (failed,) = [f for f in report.checks_failed if FUNNEL in f]
     assert f"{M.SENTENCES_IN} != {M.SENTENCES_KEPT} + {M.SENTENCES_REJECTED}" in failed
+    assert Asset.SENTENCE_DEDUP not in report.metadata
