@@ -70,6 +70,7 @@ CRON = "cron:"
 # The rule of every asset, in pipeline order. A new asset must be added here (a test checks it).
 POLICY: dict[str, str] = {
     Asset.RAW_DOCUMENTS: SHARD_RULE,
+    Asset.IMAGE_DOWNLOADS: SHARD_RULE,
     Asset.EXTRACTED_IMAGES: SHARD_RULE,
     Asset.EXTRACTED_SENTENCES: SHARD_RULE,
     Asset.BOOTSTRAP_ENCODER: REUSED,

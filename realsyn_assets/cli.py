@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 # Dagster-free imports: pool workers re-import `__main__` (this module); keep that cheap.
+from realsyn_assets import engine_cli  # Dagster-free at import
 from realsyn_assets.core.balance.sampling import SCALE_CAPS
 from realsyn_assets.names import Asset, Job
 
@@ -198,6 +199,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     shards = layout.shard_order()
     partitions = set(instance.get_dynamic_partitions(SHARDS))
     print(f"REALSYN_HOME={layout.root}  shards registered: {len(shards)}")
+    print(engine_cli.engine_line(layout))
     for assets_def in ALL_ASSETS:
         key = assets_def.key
         if assets_def.partitions_def is None:
@@ -323,6 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--home", default=None, help=home_help)
     status.set_defaults(func=cmd_status)
+    engine_cli.add_parser(sub, home_help)
+    from realsyn_assets.instance_config import add_parser as add_instance_parser
+
+    add_instance_parser(sub)
     from realsyn_assets.bench import NAMES
 
     names = [name.replace("_", "-") for name in NAMES]

@@ -7,14 +7,16 @@ in-process executor of `realsyn run` claims them like the daemon's runs do). The
 the home's dagster.yaml (`concurrency.pools.default_limit`, written by `realsyn`) or from a limit
 set on the pool itself (`realsyn run --gpu-slots N`, `dagster instance concurrency set`, the UI).
 
-Two things this module adds to Dagster's pools on its SQLite storage:
+Two things this module adds to Dagster's pools:
 
-* Claims are made atomic across processes. Dagster's claim reads "is a slot free?", queues the
-  step, then takes a slot in separate SQLite statements; SQLite ignores the row lock
-  (`FOR UPDATE SKIP LOCKED`) that makes this safe on Postgres, so two runs that reach a GPU step
-  at the same moment both get the one slot (seen with two shards' `image_embeddings`).
+* On SQLite storage, claims are made atomic across processes. Dagster's claim reads "is a slot
+  free?", queues the step, then takes a slot in separate SQLite statements; SQLite ignores the
+  row lock (`FOR UPDATE SKIP LOCKED`) that makes this safe on Postgres, so two runs that reach a
+  GPU step at the same moment both get the one slot (seen with two shards' `image_embeddings`).
   `serialize_pool_claims` runs every slot-changing call of an instance's storage under one
-  inter-process lock in the Dagster home.
+  inter-process lock in the Dagster home. A PostgreSQL-backed instance (`realsyn instance
+  --postgres`, see instance_config.py) is left alone: its row locks make claims atomic across
+  processes and machines, which a lock file on one machine could not.
 * Slots of killed runs are freed. A run killed during a GPU step never frees its slot, and with
   one slot every later GPU step would wait for ever; `release_dead_runs` frees the slots of runs
   started on this machine whose process is gone, and marks those runs failed.
@@ -95,11 +97,22 @@ def pool_lock(instance) -> _ProcessLock:
     return _lock_for(Path(instance.root_directory).resolve() / POOL_LOCK_FILE)
 
 
+def claims_need_lock(storage) -> bool:
+    """Whether this event log storage needs `serialize_pool_claims`: every storage but
+    PostgreSQL's, whose `FOR UPDATE SKIP LOCKED` already makes a claim atomic."""
+    try:
+        from dagster_postgres import PostgresEventLogStorage
+    except ImportError:  # dagster-postgres not installed: no Postgres storage either
+        return True
+    return not isinstance(storage, PostgresEventLogStorage)
+
+
 def serialize_pool_claims(instance):
     """Make the instance's pool-slot calls atomic across processes (see the module docstring);
-    returns the instance. Calling it again on the same instance changes nothing."""
+    returns the instance. Calling it again on the same instance changes nothing; a Postgres
+    storage is returned untouched."""
     storage = instance.event_log_storage
-    if getattr(storage, "_realsyn_pool_lock", None) is not None:
+    if getattr(storage, "_realsyn_pool_lock", None) is not None or not claims_need_lock(storage):
         return instance
     lock = pool_lock(instance)
 

@@ -20,12 +20,14 @@ from realsyn_assets.names import Asset, Job
 from realsyn_assets.resources import (
     CaptionerResource,
     EncoderResource,
+    EngineResource,
     GeneratorResource,
     HomeResource,
     MetricsResource,
     StorageResource,
     VectorStoreResource,
 )
+from realsyn_assets.resources.settings import build, load_resource_settings, settings_path
 from realsyn_assets.sensors import make_inbox_sensor
 from realsyn_assets.stages import Stage, asset_nodes, derive_stages, new_shard_assets
 
@@ -79,18 +81,25 @@ def make_resources(home: str = "") -> dict:
     """Resources for one REALSYN_HOME (empty = $REALSYN_HOME or ./realsyn_home at run time).
 
     The home is the top-level resource `home`, set at launch, that the others nest: changing it
-    in the launchpad moves every path at once.
+    in the launchpad moves every path at once. The others start from the home's resources.yaml
+    (resources/settings.py), so CLI, UI and daemon runs use the same models and backends.
     """
     home_resource = HomeResource.configure_at_launch(path=home)
-    return {
-        "home": home_resource,
-        "storage": StorageResource(home=home_resource),
-        "metrics": MetricsResource(home=home_resource),
-        "vectors": VectorStoreResource(home=home_resource),
-        "encoder": EncoderResource(home=home_resource),
-        "generator": GeneratorResource(),
-        "captioner": CaptionerResource(),
+    source = settings_path(home or None)  # <home>/resources.yaml
+    settings = load_resource_settings(home or None)
+    homed = {
+        "storage": StorageResource,
+        "metrics": MetricsResource,
+        "vectors": VectorStoreResource,
+        "encoder": EncoderResource,
+        "engine": EngineResource,
     }
+    made = {
+        name: build(name, cls, settings, source, home=home_resource) for name, cls in homed.items()
+    }
+    made["generator"] = build("generator", GeneratorResource, settings, source)
+    made["captioner"] = build("captioner", CaptionerResource, settings, source)
+    return {"home": home_resource, **made}
 
 
 # The user-set part of the automation policy (<home>/automation.yaml, REALSYN_AUTOMATION_*).

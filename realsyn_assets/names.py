@@ -58,6 +58,7 @@ class Asset(NameTable):
     """Every asset key of the graph, in pipeline order."""
 
     RAW_DOCUMENTS = "raw_documents"
+    IMAGE_DOWNLOADS = "image_downloads"
     EXTRACTED_IMAGES = "extracted_images"
     EXTRACTED_SENTENCES = "extracted_sentences"
     BOOTSTRAP_ENCODER = "bootstrap_encoder"
@@ -198,6 +199,7 @@ class ImageClustersMetadata(NameTable):
     """Metadata-only keys of `image_clusters` (not recorded in DuckDB)."""
 
     VERSION = "clusters_version"
+    ENCODER = "encoder"  # the identity of the encoder whose vectors were clustered
 
 
 class BalancedSubsetMetrics(NameTable):
@@ -288,6 +290,14 @@ class RawDocumentsMetrics(NameTable):
     TEXT_BLOCKS = "text_blocks"
     IMAGE_SLOTS = "image_slots"
     INVALID_UTF8_LINES = "invalid_utf8_lines"  # lines (parquet rows) with bytes replaced by U+FFFD
+
+
+class ImageDownloadsMetrics(NameTable):
+    URLS = "urls"  # unique http(s) image URLs of the shard (one status row each)
+    OK = "ok"
+    FAILED = "failed"  # by error kind in the rejection counts
+    REQUESTED = "requested"  # fetched in this run; the others came from the resume journal
+    IMAGES_PER_S = "images_per_s"  # requested / seconds of this run's download
 
 
 class ExtractedImagesMetrics(NameTable):
@@ -401,6 +411,7 @@ class SyntheticTextsMetadata(NameTable):
     GENERATOR_MODEL = "generator_model"
     PROMPT_VERSION = "prompt_version"
     EXAMPLES = "examples"
+    ENCODER = "encoder"  # the identity of the encoder behind tags and scores
 
 
 class ImageCaptionerMetrics(NameTable):

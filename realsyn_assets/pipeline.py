@@ -37,13 +37,16 @@ from realsyn_assets.concurrency import (
 from realsyn_assets.core.io import atomic_write_bytes
 from realsyn_assets.resources.home import Home, file_lock
 
-DAGSTER_YAML = """# written by realsyn: a local instance for this REALSYN_HOME
+DAGSTER_YAML = """# written by realsyn: the Dagster instance of this REALSYN_HOME
+# (SQLite files here unless `realsyn instance --postgres URL` added a storage section)
 telemetry:
   enabled: false
 """
 
 # Top-level sections realsyn adds to a home's dagster.yaml when the key is missing (a user's own
-# section is never touched). `default_limit` caps every pool without a limit of its own: the GPU
+# section is never touched). They hold for every storage (SQLite or PostgreSQL, see
+# instance_config.py): nothing storage-specific belongs here, since a Postgres-backed
+# dagster.yaml gets them too. `default_limit` caps every pool without a limit of its own: the GPU
 # pool (concurrency.py) unless `realsyn run --gpu-slots N` (or `dagster instance concurrency set`,
 # or the UI's concurrency page) gave it one.
 DAGSTER_YAML_SECTIONS = {
@@ -55,7 +58,8 @@ DAGSTER_YAML_SECTIONS = {
 }
 
 
-def _instance_lock(dagster_home: Path):
+def instance_lock(dagster_home: Path):
+    """Inter-process lock (this machine) around creating or editing the instance's files."""
     return file_lock(dagster_home / ".realsyn-instance.lock")
 
 
@@ -74,7 +78,8 @@ def prepare_environment(home: str | os.PathLike | None) -> Home:
 
 def ensure_dagster_yaml(config: Path) -> None:
     """Write the instance's dagster.yaml, or append the sections of DAGSTER_YAML_SECTIONS whose
-    top-level key it lacks; everything already there stays as it is."""
+    top-level key it lacks; everything already there (a storage section included) stays as it
+    is, byte for byte."""
     import yaml
 
     def missing(text: str) -> list[str]:
@@ -83,7 +88,7 @@ def ensure_dagster_yaml(config: Path) -> None:
 
     if config.exists() and not missing(config.read_text()):
         return
-    with _instance_lock(config.parent):
+    with instance_lock(config.parent):
         text = config.read_text() if config.exists() else DAGSTER_YAML
         blocks = missing(text)
         if blocks or not config.exists():
@@ -100,14 +105,14 @@ def get_instance():
     dagster_home = os.environ.get("DAGSTER_HOME")
     if not dagster_home:  # Dagster raises its own clear error
         return dg.DagsterInstance.get()
-    with _instance_lock(Path(dagster_home)):
+    with instance_lock(Path(dagster_home)):
         return serialize_pool_claims(dg.DagsterInstance.get())
 
 
 def _add_partitions(instance, keys: list[str]) -> None:
     from realsyn_assets.partitions import SHARDS
 
-    with _instance_lock(Path(instance.root_directory)):
+    with instance_lock(Path(instance.root_directory)):
         existing = set(instance.get_dynamic_partitions(SHARDS))
         new = [key for key in dict.fromkeys(keys) if key not in existing]
         if new:
@@ -205,7 +210,7 @@ def run_stage(
     from realsyn_assets.definitions import defs
 
     job = defs.resolve_job_def(job_name)
-    config = dict(run_config or {})
+    config = with_home_resources(run_config)
     # Dagster's console logger prints every event at DEBUG; the CLI prints its own summary.
     level = os.environ.get("REALSYN_LOG_LEVEL", "WARNING")
     config.setdefault("loggers", {"console": {"config": {"log_level": level}}})
@@ -233,6 +238,26 @@ def run_stage(
         if raise_on_failure:
             raise RuntimeError(f"{report.label} failed: {report.error}")
     return report
+
+
+def with_home_resources(run_config: dict | None) -> dict:
+    """`run_config` over the current home's resources.yaml (resources/settings.py).
+
+    The Definitions read the file when they are imported; a process that runs stages of a home
+    it did not start in (tests, notebooks, a long-lived worker) would otherwise keep the
+    settings of the first home. Fields given in `run_config` win over the file's."""
+    from realsyn_assets.resources.settings import load_resource_settings
+
+    config = dict(run_config or {})
+    settings = load_resource_settings()  # $REALSYN_HOME, set by prepare_environment
+    if settings:
+        given = config.get("resources", {})
+        merged = {}
+        for name in sorted(set(settings) | set(given)):
+            fields = {**settings.get(name, {}), **given.get(name, {}).get("config", {})}
+            merged[name] = {**given.get(name, {}), "config": fields}
+        config["resources"] = merged
+    return config
 
 
 def _run_stage_in_worker(job_name: str, partition: str | None, run_config: dict | None):

@@ -183,7 +183,12 @@ def test_corpus_assets_wait_for_missing_and_in_progress_shards_then_run_once():
 
 
 def test_reused_models_are_built_when_missing_and_never_retrained_for_a_shard():
-    extracted = [Asset.RAW_DOCUMENTS, Asset.EXTRACTED_IMAGES, Asset.EXTRACTED_SENTENCES]
+    extracted = [
+        Asset.RAW_DOCUMENTS,
+        Asset.IMAGE_DOWNLOADS,
+        Asset.EXTRACTED_IMAGES,
+        Asset.EXTRACTED_SENTENCES,
+    ]
     home = Instance(materialize=extracted)  # a new home: shards extracted, nothing trained
     requested = home.tick()
     assert set(requested) == {Asset.BOOTSTRAP_ENCODER, Asset.WORD_STATISTICS}

@@ -34,6 +34,7 @@ def test_partitions_of_assets():
     graph = defs.resolve_asset_graph()
     shard = {
         Asset.RAW_DOCUMENTS,
+        Asset.IMAGE_DOWNLOADS,
         Asset.EXTRACTED_IMAGES,
         Asset.EXTRACTED_SENTENCES,
         Asset.IMAGE_EMBEDDINGS,

@@ -44,7 +44,12 @@ def test_stage_order_and_public_job_names():
     expected = [
         (
             Job.SHARD_EXTRACT,
-            [Asset.RAW_DOCUMENTS, Asset.EXTRACTED_IMAGES, Asset.EXTRACTED_SENTENCES],
+            [
+                Asset.RAW_DOCUMENTS,
+                Asset.IMAGE_DOWNLOADS,
+                Asset.EXTRACTED_IMAGES,
+                Asset.EXTRACTED_SENTENCES,
+            ],
         ),
         (Job.BOOTSTRAP_ENCODER, [Asset.BOOTSTRAP_ENCODER]),
         (Job.SHARD_EMBED, [Asset.IMAGE_EMBEDDINGS, Asset.SENTENCE_EMBEDDINGS, Asset.IMAGE_DEDUP]),

@@ -8,6 +8,7 @@ from realsyn_assets.assets import (
     bootstrap,
     caption,
     dedup,
+    download,
     embed,
     evaluate,
     export,
@@ -22,6 +23,7 @@ from realsyn_assets.assets import (
 
 GROUP_MODULES = [
     ingest,
+    download,
     extract,
     bootstrap,
     embed,

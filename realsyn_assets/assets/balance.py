@@ -117,8 +117,9 @@ def image_clusters(
     shards = sorted(pc.unique(syn.column("shard")).to_pylist())
     rows, all_vecs = vectors.shard_matrix("images", shards)
     sims = clusters_core.pair_similarities(syn)
+    window = (config.window_low, config.window_high)
     low, high, how = balance_core.choose_window(
-        sims, (config.window_low, config.window_high), encoder.model_name, encoder.pretrained
+        sims, window, encoder.model_name, encoder.configured_weights()
     )
     try:
         found = clusters_core.cluster_window(
@@ -150,6 +151,7 @@ def image_clusters(
     rejected = {"outside_cosine_window": int((~found.in_window).sum())}
     meta = stage_metadata(metrics, Asset.IMAGE_CLUSTERS, CORPUS, counts, rejected, out, path)
     meta["window_source"] = how
+    meta[CD.ENCODER] = encoder.get().identity
     meta["cosine_histogram"] = png_metadata(clusters_core.cosine_histogram(sims, low, high))
     meta[CD.VERSION] = version
     return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version))

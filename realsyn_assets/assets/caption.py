@@ -65,6 +65,7 @@ SPEED_FIELDS = (
     "max_model_len",
     "gpu_memory_utilization",
     "enforce_eager",
+    "max_num_seqs",
     "sample_images",
 )
 
@@ -389,12 +390,18 @@ def concept_rate_result(
     rate = counts.get(M.GT_NAMES_CONCEPT)
     if rate is None:
         if not demo_corpus or backend != "offline":
-            what = "not the demo corpus" if not demo_corpus else f"the {backend} backend"
-            return check_result(True, f"not applicable: {what}", threshold=MIN_GT_NAMES_CONCEPT)
+            why = "real data" if not demo_corpus else f"a configured {backend} captioner"
+            return check_result(
+                True,
+                f"not applicable: no ground truth ({why})",
+                value=None,
+                threshold=MIN_GT_NAMES_CONCEPT,
+            )
         return check_result(
             False,
             "no ground-truth score recorded by the offline training on the demo corpus",
             dg.AssetCheckSeverity.WARN,
+            value=None,
             threshold=MIN_GT_NAMES_CONCEPT,
         )
     random = counts.get(M.GT_RANDOM_NAMES_CONCEPT, 0.0)
@@ -409,6 +416,7 @@ def concept_rate_result(
             "image_pairs": pairs,
             "min_image_pairs": GT_MIN_IMAGE_PAIRS,
             "names_concept": float(rate),
+            "value": float(rate),
             "threshold": MIN_GT_NAMES_CONCEPT,
             "random_weights": float(random),
             "images_scored": int(counts.get(M.GT_IMAGES_SCORED, 0)),
@@ -420,8 +428,9 @@ def concept_rate_result(
     asset=Asset.IMAGE_CAPTIONER,
     description="Demo corpus (>= 300 image pairs): offline captions name the image's colour and "
     "shape for >= 0.7 of the labelled images. WARN, not blocking: a weak captioner makes "
-    "synthetic texts less informative, not wrong. Not applicable (passes, says so) off the "
-    "demo corpus or with a configured captioning model.",
+    "synthetic texts less informative, not wrong. Not applicable (passes, says so, value "
+    "null) without ground truth (real data) or with a configured captioning model; on the "
+    "demo corpus a missing score is a WARN.",
 )
 def captions_name_demo_concepts(
     storage: StorageResource, metrics: MetricsResource, captioner: CaptionerResource

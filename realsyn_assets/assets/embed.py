@@ -21,10 +21,13 @@ from realsyn_assets.names import (
 from realsyn_assets.partitions import shard_partitions
 from realsyn_assets.resources import (
     EncoderResource,
+    EngineResource,
     MetricsResource,
     StorageResource,
     VectorStoreResource,
 )
+from realsyn_assets.resources.encoder import encode_with
+from realsyn_assets.resources.engine import task_name
 from realsyn_assets.resources.vectors import table_vectors, vectors_column
 
 # |norm - 1| above this is "not unit-norm" (float32 normalisation is exact to ~1e-6)
@@ -86,17 +89,19 @@ def _embed_shard(
     metrics: MetricsResource,
     vectors: VectorStoreResource,
     encoder: EncoderResource,
+    engine: EngineResource,
 ) -> dg.MaterializeResult:
     """Encode one shard's items, replace the shard's rows in LanceDB, record the counts."""
     key = context.partition_key
     items = read_table(storage.layout.partition_file(spec.source, key), columns=list(spec.columns))
     enc = encoder.get()
     context.log.info(f"{key}: embedding {items.num_rows} {spec.table} with {enc.source}")
-    encode = getattr(enc, spec.encode)
     values = items.column(spec.encoded_column).to_pylist()
     if spec is IMAGES:  # image paths are stored relative to the home
         values = [storage.layout.resolve(p) for p in values]
-    vecs = encode(values, progress=True)
+    # the worker (this process, or a Ray task) loads the model from the spec, once per process
+    args = (enc.spec, str(enc.weights_dir), spec.encode, values)
+    vecs = engine.run(encode_with, *args, progress=True, name=task_name(spec.asset, key), gpu=True)
     _refuse_non_finite(vecs, key, spec.table, enc.identity)
     table = items.append_column("vector", vectors_column(vecs.reshape(-1, enc.dim)))
     version = vectors.replace_shard(spec.table, key, table)
@@ -153,8 +158,9 @@ def _embedding_asset(spec: _Embedding, description: str) -> dg.AssetsDefinition:
         metrics: MetricsResource,
         vectors: VectorStoreResource,
         encoder: EncoderResource,
+        engine: EngineResource,
     ) -> dg.MaterializeResult:
-        return _embed_shard(spec, context, storage, metrics, vectors, encoder)
+        return _embed_shard(spec, context, storage, metrics, vectors, encoder, engine)
 
     return embeddings
 

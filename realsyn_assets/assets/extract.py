@@ -7,6 +7,7 @@ from realsyn_assets.assets._checks import Result, funnel_check, shard_check
 from realsyn_assets.assets._common import code_version, rejection_counts, stage_metadata
 from realsyn_assets.core.images import shard as image_shard
 from realsyn_assets.core.images.extract import ImageFilterConfig
+from realsyn_assets.core.ingest.download import downloaded_images, shard_store
 from realsyn_assets.core.io import read_table, write_table
 from realsyn_assets.core.text import shard as sentence_shard
 from realsyn_assets.core.text.sentences import SentenceFilterConfig
@@ -18,7 +19,8 @@ from realsyn_assets.names import (
     Kind,
 )
 from realsyn_assets.partitions import shard_partitions
-from realsyn_assets.resources import MetricsResource, StorageResource
+from realsyn_assets.resources import EngineResource, MetricsResource, StorageResource
+from realsyn_assets.resources.engine import task_name
 
 
 class ImageExtractConfig(dg.Config):
@@ -57,10 +59,10 @@ class SentenceExtractConfig(dg.Config):
 @dg.asset(
     group_name=Group.EXTRACT,
     partitions_def=shard_partitions,
-    deps=[Asset.RAW_DOCUMENTS],
-    # which images can be read (downloads, size cap, allowed folders) changes what is kept
+    deps=[Asset.RAW_DOCUMENTS, Asset.IMAGE_DOWNLOADS],
+    # which images can be read (size cap, allowed folders) changes what is kept
     code_version=code_version(
-        "1", ImageExtractConfig, StorageResource, exclude=("home", "download_timeout_s", "workers")
+        "1", ImageExtractConfig, StorageResource, exclude=("home", "workers")
     ),
     kinds={Kind.PARQUET, Kind.PYTHON},
     description="Decoded, quality-filtered images of one shard (shorter side >= 100 px, aspect in "
@@ -73,29 +75,38 @@ def extracted_images(
     config: ImageExtractConfig,
     storage: StorageResource,
     metrics: MetricsResource,
+    engine: EngineResource,
 ) -> dg.MaterializeResult:
     home = storage.layout
     key = context.partition_key
     docs = read_table(home.partition_file(Asset.RAW_DOCUMENTS, key))
     base_dir, allowed_roots = storage.image_roots(key)
+    downloads = downloaded_images(
+        home.partition_file(Asset.IMAGE_DOWNLOADS, key), shard_store(home.root, key)
+    )
     fetched = image_shard.fetch_slots(
         docs,
         key,
         base_dir=base_dir,
         allowed_roots=allowed_roots,
-        allow_download=storage.allow_download,
-        timeout_s=storage.download_timeout_s,
+        downloads=downloads,
         max_bytes=storage.max_image_bytes,
     )
-    workers = storage.cpu_workers()
+    workers = engine.task_workers(storage.cpu_workers())
     context.log.info(f"{key}: decoding {len(fetched.unique)} unique images with {workers} workers")
     filter_config = ImageFilterConfig(
         min_side=config.min_side,
         max_aspect=config.max_aspect,
         output_max_side=config.output_max_side,
     )
-    tables = image_shard.filter_images(
-        fetched, home.image_path, filter_config, workers=workers, root=home.root
+    tables = engine.run(
+        image_shard.filter_images,
+        fetched,
+        home.image_path,
+        filter_config,
+        workers=workers,
+        root=home.root,
+        name=task_name(Asset.EXTRACTED_IMAGES, key),
     )
     M = ExtractedImagesMetrics
     counts = {
@@ -123,6 +134,7 @@ def extracted_sentences(
     config: SentenceExtractConfig,
     storage: StorageResource,
     metrics: MetricsResource,
+    engine: EngineResource,
 ) -> dg.MaterializeResult:
     home = storage.layout
     key = context.partition_key
@@ -135,8 +147,11 @@ def extracted_sentences(
         if config.cat_filter
         else None
     )
-    tables = sentence_shard.extract_sentences(
-        docs, key, rules, cat, storage.cpu_workers(), config.max_block_chars
+    tables = engine.run(
+        sentence_shard.extract_sentences,
+        *(docs, key, rules, cat, engine.task_workers(storage.cpu_workers())),
+        config.max_block_chars,
+        name=task_name(Asset.EXTRACTED_SENTENCES, key),
     )
     M = ExtractedSentencesMetrics
     counts = {

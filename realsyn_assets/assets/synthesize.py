@@ -2,6 +2,7 @@
 calibrated open-set tags (paper §3.2, "image semantic augmented generation"), validated, with
 the invalid-output policy applied and generation cached by content."""
 
+import functools
 import hashlib
 import math
 from pathlib import Path
@@ -15,10 +16,9 @@ from realsyn_assets.assets._common import code_version, stage_metadata
 from realsyn_assets.assets.caption import SPEED_FIELDS
 from realsyn_assets.core.generation import synthesis
 from realsyn_assets.core.generation.cache import CACHE_DIR
-from realsyn_assets.core.generation.captioners import CAPTION_PROMPT_VERSION, CaptionInput
+from realsyn_assets.core.generation.captioners import CAPTION_PROMPT_VERSION
 from realsyn_assets.core.generation.offline_captioner import OFFLINE_CAPTIONER_FILE
 from realsyn_assets.core.generation.tagging import read_tag_list
-from realsyn_assets.core.generation.tags import cached_tag_vocabulary
 from realsyn_assets.core.io import read_table, resolve_column, write_table
 from realsyn_assets.core.retrieval.clustering import MEMBERS
 from realsyn_assets.demo.hook import demo_scorer
@@ -28,11 +28,14 @@ from realsyn_assets.partitions import shard_partitions
 from realsyn_assets.resources import (
     CaptionerResource,
     EncoderResource,
+    EngineResource,
     GeneratorResource,
     MetricsResource,
     StorageResource,
     VectorStoreResource,
+    engine_steps,
 )
+from realsyn_assets.resources.engine import task_name
 
 M = SyntheticTextsMetrics
 TEXT_COLUMNS = ["text1", "text2", "text3"]
@@ -118,42 +121,42 @@ def synthetic_texts(
     encoder: EncoderResource,
     generator: GeneratorResource,
     captioner: CaptionerResource,
+    engine: EngineResource,
 ) -> dg.MaterializeResult:
     home, key = storage.layout, context.partition_key
     inputs = _inputs(storage, vectors, key)
-    enc = encoder.get()
     user_tags = read_tag_list(config.tag_list_path)
     out_dir = home.asset_dir(Asset.SYNTHETIC_TEXTS)
-    vocab, tag_vecs = cached_tag_vocabulary(
+    vocabulary = engine_steps.VocabularyJob(
         home.asset_dir(Asset.SENTENCE_CLUSTERS) / MEMBERS,
         out_dir,
-        enc,
-        prompt=config.tag_prompt,
-        size=config.tag_vocabulary_size,
-        user_tags=user_tags,
+        config.tag_prompt,
+        config.tag_vocabulary_size,
+        user_tags,
     )
-    cap = _captioner(captioner, home, context.log)
-    gen = generator.get(encoder=enc)
-    version = getattr(gen, "prompt_version", None) or generator.prompt_version
     cfg = synthesis.StepConfig(
-        config.invalid_policy, config.max_tags, version, out_dir / CACHE_DIR, key, enc.identity
+        config.invalid_policy, config.max_tags, "", out_dir / CACHE_DIR, key, ""
     )
-    cap_name = (cap.backend, cap.model) if cap is not None else ("none", "")
-    context.log.info(f"{key}: {len(inputs.image_ids)} images, captioner {cap_name}, {gen.name}")
-    result = synthesis.run_shard(
-        inputs, cap, CaptionInput, CAPTION_PROMPT_VERSION, gen, enc, vocab, tag_vecs, cfg
-    )
+    makers = _makers(engine, encoder, captioner, generator, home, context.log)
+    job = engine_steps.SynthesisJob(inputs, makers, vocabulary, cfg, generator.prompt_version)
+    backends = f"captioner {captioner.backend}, generator {generator.backend}"
+    context.log.info(f"{key}: {len(inputs.image_ids)} images, {backends}")
+    gpu = _uses_gpu(encoder, captioner, generator)
+    name = task_name(Asset.SYNTHETIC_TEXTS, key)
+    done = engine.run(engine_steps.synthesize_shard, job, name=name, gpu=gpu)
+    result, cap_name, version = done.result, done.captioner, done.prompt_version
     path = write_table(result.table, home.partition_file(Asset.SYNTHETIC_TEXTS, key))
-    counts = _counts(result, len(inputs.image_ids), len(vocab), len(user_tags))
+    counts = _counts(result, len(inputs.image_ids), done.vocabulary_size, len(user_tags))
     counts[M.MAX_INVALID_SHARE] = float(config.max_invalid_share)
     counts.update(_ground_truth(home, inputs, result))
     meta = stage_metadata(metrics, Asset.SYNTHETIC_TEXTS, key, counts, None, result.table, path)
     meta[MD.CAPTIONER], meta[MD.CAPTIONER_MODEL] = cap_name
-    meta[MD.GENERATOR], meta[MD.GENERATOR_MODEL] = gen.name, gen.model
+    meta[MD.GENERATOR], meta[MD.GENERATOR_MODEL] = done.generator
     meta[MD.PROMPT_VERSION] = version
+    meta[MD.ENCODER] = done.encoder_identity
     texts1 = [result.texts1[i] for i in result.kept]
     meta[MD.EXAMPLES] = dg.MetadataValue.json(synthesis.examples(result.table, texts1))
-    identity = (gen.name, gen.model, version, *cap_name, CAPTION_PROMPT_VERSION)
+    identity = (*done.generator, version, *cap_name, CAPTION_PROMPT_VERSION)
     return dg.MaterializeResult(metadata=meta, data_version=_data_version(identity, path))
 
 
@@ -164,6 +167,37 @@ def _data_version(identity: tuple[str, ...], path: Path) -> dg.DataVersion:
     gen, gen_model, version, cap, cap_model, cap_version = identity
     content = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     return dg.DataVersion(f"{gen}:{gen_model}@{version}+{cap}:{cap_model}@{cap_version}#{content}")
+
+
+def _makers(engine, encoder, captioner, generator, home, log) -> engine_steps.Makers:
+    """How the engine's worker gets its models: the resources' own `get` in this process;
+    for a Ray task, factories over their configuration (the encoder spec, the captioner's
+    fields, the generator's options), since the worker builds the models itself."""
+    if not engine.settings().is_ray:
+        return engine_steps.Makers(
+            encoder=encoder.get,
+            captioner=functools.partial(_captioner, captioner, home, log),
+            generator=lambda enc: generator.get(encoder=enc),
+        )
+    enc = encoder.get()  # lazy: the spec and weights folder, no model loaded here
+    path = home.asset_dir(Asset.IMAGE_CAPTIONER) / OFFLINE_CAPTIONER_FILE
+    fields = {name: getattr(captioner, name) for name in type(captioner).model_fields}
+    if captioner.backend == "offline" and not path.exists():
+        log.warning(f"no offline captioner at {path} (nothing to train on): no captions")
+        fields = None
+    return engine_steps.remote_makers(
+        enc.spec, str(enc.weights_dir), fields, str(path), generator.backend, generator.options()
+    )
+
+
+def _uses_gpu(encoder, captioner, generator) -> bool:
+    """A GPU task when a model backend runs in the worker on a GPU: in-process vLLM fusion, a
+    vLLM or transformers captioner, or an encoder configured for CUDA."""
+    return (
+        generator.backend == "vllm"
+        or captioner.backend in ("vllm", "transformers")
+        or str(encoder.device).startswith("cuda")
+    )
 
 
 def _captioner(captioner: CaptionerResource, home, log):

@@ -7,7 +7,7 @@ and reports ratios; benchmarks are not tests.
 import pkgutil
 
 # Modules that are benchmarks (a `main`); helpers shared between them are not listed.
-_HELPERS = {"synthetic"}
+_HELPERS = {"synthetic", "gpu_check"}  # gpu_check runs as `bench gpu`
 NAMES = tuple(
     sorted(
         m.name

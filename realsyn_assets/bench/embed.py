@@ -8,6 +8,8 @@ tensors that were decoded and preprocessed beforehand. `ratio = images_per_s /
 model_only_images_per_s` says how much of the model's speed the pipeline keeps: 1.0 means
 reading, decoding and writing cost nothing on top (fully overlapped or negligible).
 
+`--device` (default auto: CUDA when present) and `--precision` (autocast on CUDA) are the
+encoder resource's settings; the JSON names the device, torch and CUDA versions and the GPU.
 Weights are random (local, created once in the weights dir) unless the model's config is
 ours and trained weights are given: speed does not depend on weight values. Each measurement
 is repeated `--repeats` times as back-to-back pairs (whole path and model only, order alternating), after one
@@ -32,7 +34,12 @@ import numpy as np
 
 from realsyn_assets.core.embedding.encoder import Encoder, EncoderSpec
 from realsyn_assets.core.embedding.images import load_rgb
-from realsyn_assets.core.embedding.runtime import torch_threads
+from realsyn_assets.core.embedding.runtime import (
+    autocast_context,
+    device_report,
+    resolve_device,
+    torch_threads,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="ViT-B-32", help="open_clip model name (random weights)")
     p.add_argument("--images", type=int, default=256, help="JPEG files (one whole-path call)")
     p.add_argument("--size", default="320x240", help="image size WxH")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help='torch device: "auto" (cuda when present), "cpu", "cuda", "cuda:N"',
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "fp16", "bf16"),
+        default="fp32",
+        help="autocast precision on CUDA (the CPU always runs fp32)",
+    )
     p.add_argument("--batch-size", type=int, default=EncoderSpec.batch_size)
     p.add_argument(
         "--num-workers",
@@ -52,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights-dir", default=None, help="reuse local random weights (temp dir)")
     p.add_argument("--workdir", default=None, help="where images and LanceDB go (temp dir)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--no-store",
+        action="store_true",
+        help="leave out the LanceDB write (machines without lancedb/dagster): read + encode",
+    )
     return p
 
 
@@ -102,32 +125,40 @@ def _write_paths_table(paths: list[Path], path: Path) -> None:
     pq.write_table(table, path)
 
 
-def whole_path(encoder: Encoder, table_path: Path, lancedb_uri: str) -> dict:
-    """What `image_embeddings` does for one shard: read paths, encode, write to LanceDB."""
+def whole_path(encoder: Encoder, table_path: Path, lancedb_uri: str | None) -> dict:
+    """What `image_embeddings` does for one shard: read paths, encode, write to LanceDB
+    (`lancedb_uri` None: no write)."""
     from realsyn_assets.core.io import read_table
-    from realsyn_assets.resources.vectors import VectorStoreResource, vectors_column
 
     t0 = time.perf_counter()
     images = read_table(table_path, columns=["image_id", "shard", "doc_id", "position", "path"])
     t1 = time.perf_counter()
     vecs = encoder.encode_images(images.column("path").to_pylist())
     t2 = time.perf_counter()
-    table = images.append_column("vector", vectors_column(vecs))
-    VectorStoreResource(uri=lancedb_uri).replace_shard("images", "bench", table)
+    if lancedb_uri is not None:
+        from realsyn_assets.resources.vectors import VectorStoreResource, vectors_column
+
+        table = images.append_column("vector", vectors_column(vecs))
+        VectorStoreResource(uri=lancedb_uri).replace_shard("images", "bench", table)
     t3 = time.perf_counter()
     return {"read_s": t1 - t0, "encode_s": t2 - t1, "write_s": t3 - t2, "total_s": t3 - t0}
 
 
 def model_only(encoder: Encoder, batches: list, threads: int | None) -> float:
-    """Seconds for the model alone on ready tensors (same threads, no-grad mode, device)."""
+    """Seconds for the model alone on ready tensors (same threads, no-grad mode, device and
+    precision as the encoder; the copy of each batch to the device is included)."""
     import torch
 
     model, _, _ = encoder.model_and_transforms()
     device = encoder.device
     t0 = time.perf_counter()
-    with torch_threads(threads), torch.inference_mode():
+    with (
+        torch_threads(threads),
+        torch.inference_mode(),
+        autocast_context(device, encoder.spec.precision),
+    ):
         for batch in batches:
-            feats = model.encode_image(batch.to(device))
+            feats = model.encode_image(batch.to(device, non_blocking=True))
             feats = torch.nn.functional.normalize(feats.float(), dim=-1).cpu()
     return time.perf_counter() - t0
 
@@ -137,6 +168,7 @@ def run(args: argparse.Namespace) -> dict:
 
     width, height = (int(v) for v in args.size.lower().split("x"))
     threads = args.threads or None
+    device = resolve_device(args.device, "--device")
     root = Path(tempfile.mkdtemp(prefix="realsyn-bench-embed-", dir=args.workdir))
     try:
         paths = make_jpegs(root / "images", args.images, width, height, args.seed)
@@ -145,7 +177,8 @@ def run(args: argparse.Namespace) -> dict:
         weights_dir = Path(args.weights_dir) if args.weights_dir else root / "models"
         spec = EncoderSpec(
             model_name=args.model,
-            device="cpu",
+            device=device,
+            precision=args.precision,
             batch_size=args.batch_size,
             num_workers=args.num_workers,
             num_threads=threads,
@@ -161,17 +194,20 @@ def run(args: argparse.Namespace) -> dict:
         decode_s = time.perf_counter() - t0
         bs = args.batch_size
         batches = [torch.stack(tensors[i : i + bs]) for i in range(0, len(tensors), bs)]
+        if device.startswith("cuda"):  # page-locked, as the encoder's DataLoader delivers them
+            batches = [b.pin_memory() for b in batches]
         del tensors
 
         # Warm-up both paths (imports, first-call allocations, oneDNN primitive creation).
         warm = root / "warmup.parquet"
         _write_paths_table(paths[: min(len(paths), bs)], warm)
-        whole_path(encoder, warm, str(root / "lancedb-warmup"))
+        store = not args.no_store
+        whole_path(encoder, warm, str(root / "lancedb-warmup") if store else None)
         model_only(encoder, batches[:1], threads)
 
         runs = []
         for r in range(max(1, args.repeats)):
-            lance = str(root / f"lancedb{r}")
+            lance = str(root / f"lancedb{r}") if store else None
             if r % 2 == 0:  # alternate the order within pairs so a load trend cancels too
                 whole = whole_path(encoder, table_path, lance)
                 alone = model_only(encoder, batches, threads)
@@ -188,7 +224,10 @@ def run(args: argparse.Namespace) -> dict:
             "images": n,
             "image_size": f"{width}x{height}",
             "batch_size": bs,
+            "precision": args.precision if device.startswith("cuda") else "fp32",
+            **device_report(device),
             "num_workers": args.num_workers,
+            "lancedb_write": not args.no_store,
             "torch_threads": torch.get_num_threads() if threads is None else threads,
             "images_per_s": round(n / float(np.median(whole_s)), 2),
             "model_only_images_per_s": round(n / float(np.median(alone_s)), 2),

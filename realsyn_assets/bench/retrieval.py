@@ -93,7 +93,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lancedb-metric", default="cosine", choices=["cosine", "dot", "l2"])
     p.add_argument("--workdir", default=None, help="where the LanceDB table goes (temp dir)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--device",
+        default="auto",
+        help='"auto" or "cpu": the retrieval path (faiss k-means, numpy search) runs on the CPU; '
+        "the JSON reports how many GPUs faiss sees",
+    )
     return p
+
+
+def compute_device(requested: str) -> dict:
+    """Where this benchmark's retrieval runs: always the CPU (core/retrieval has no GPU path),
+    with faiss's GPU count; an explicit ``cuda`` fails instead of silently running on the CPU."""
+    import faiss
+
+    gpus = int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
+    if requested not in ("auto", "cpu"):
+        from realsyn_assets.core.embedding.runtime import DeviceUnavailableError
+
+        raise DeviceUnavailableError(
+            f"--device={requested!r}: the retrieval path (faiss k-means, numpy search) runs on "
+            f"the CPU only (faiss GPUs visible: {gpus}); use --device auto or cpu"
+        )
+    return {"device": "cpu", "faiss_gpus": gpus}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -426,8 +448,9 @@ def run_size(n_sentences: int, args: argparse.Namespace) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(argv) if argv is not None else None)
+    device = compute_device(args.device)
     for n in args.sentences:
-        print(json.dumps(run_size(int(n), args)), flush=True)
+        print(json.dumps({**run_size(int(n), args), **device}), flush=True)
     return 0
 
 

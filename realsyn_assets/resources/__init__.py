@@ -2,6 +2,7 @@
 
 from realsyn_assets.resources.captioner import CaptionerResource
 from realsyn_assets.resources.encoder import EncoderResource
+from realsyn_assets.resources.engine import EngineResource
 from realsyn_assets.resources.generator import GeneratorResource
 from realsyn_assets.resources.home_resource import HomeResource
 from realsyn_assets.resources.metrics import MetricsResource
@@ -11,6 +12,7 @@ from realsyn_assets.resources.vectors import VectorStoreResource
 __all__ = [
     "CaptionerResource",
     "EncoderResource",
+    "EngineResource",
     "GeneratorResource",
     "HomeResource",
     "MetricsResource",

@@ -67,6 +67,11 @@ class CaptionerResource(dg.ConfigurableResource):
         "leaves room for a vLLM fusion engine in the same process (keep the two under 1 in "
         "total); raise it when the captioner has the GPU to itself.",
     )
+    max_num_seqs: int = Field(
+        0,
+        description="Sequences the vLLM engine decodes at once, its batch (vllm backend); "
+        "0 = vLLM's default.",
+    )
     max_image_side: int = Field(
         768,
         description="Images are re-encoded as JPEG with their longer side at most this many "
@@ -105,6 +110,7 @@ class CaptionerResource(dg.ConfigurableResource):
                 max_model_len=self.max_model_len,
                 gpu_memory_utilization=self.gpu_memory_utilization,
                 max_image_side=self.max_image_side,
+                **({"max_num_seqs": self.max_num_seqs} if self.max_num_seqs else {}),
             )
         if self.backend == "transformers":
             return make_captioner(

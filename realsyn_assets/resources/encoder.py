@@ -75,6 +75,11 @@ class EncoderResource(HomeBasedResource):
             return "bootstrap"
         return "random"
 
+    def configured_weights(self) -> str:
+        """The user's real weights: the checkpoint file, else the pretrained tag; empty when
+        the weights are the bootstrap's or random (what choose_window's paper rule asks)."""
+        return self.checkpoint or self.pretrained
+
     def spec(self):
         from realsyn_assets.core.embedding.encoder import EncoderSpec
 
@@ -97,15 +102,25 @@ class EncoderResource(HomeBasedResource):
 
     def get(self):
         """The core Encoder, created once per process for this configuration."""
-        from realsyn_assets.core.embedding.encoder import Encoder
+        return load_encoder(self.spec(), self.layout.models)
 
-        spec = self.spec()
-        weights_dir = self.layout.models
-        state = None
-        if spec.checkpoint and Path(spec.checkpoint).exists():
-            stat = Path(spec.checkpoint).stat()
-            state = (stat.st_mtime_ns, stat.st_size)
-        key = (spec, str(weights_dir), state)
-        if key not in _LOADED:
-            _LOADED[key] = Encoder(spec, weights_dir)
-        return _LOADED[key]
+
+def load_encoder(spec, weights_dir: Path | str):
+    """The core Encoder for `spec`, created once per process (also in a Ray worker, which gets
+    the picklable spec and weights folder, not the resource)."""
+    from realsyn_assets.core.embedding.encoder import Encoder
+
+    state = None
+    if spec.checkpoint and Path(spec.checkpoint).exists():
+        stat = Path(spec.checkpoint).stat()
+        state = (stat.st_mtime_ns, stat.st_size)
+    key = (spec, str(weights_dir), state)
+    if key not in _LOADED:
+        _LOADED[key] = Encoder(spec, weights_dir)
+    return _LOADED[key]
+
+
+def encode_with(spec, weights_dir: str, method: str, values: list, progress: bool = False):
+    """`load_encoder(spec, weights_dir).<method>(values)`: the embedding steps' unit of work,
+    plain values in, a float32 array out, so it can run as a Ray task."""
+    return getattr(load_encoder(spec, weights_dir), method)(values, progress=progress)

@@ -70,6 +70,12 @@ class GeneratorResource(dg.ConfigurableResource):
     enforce_eager: bool = Field(
         False, description="Run the vLLM engine without CUDA graphs (vllm backend)."
     )
+    max_num_seqs: int = Field(
+        0,
+        description="Sequences the vLLM engine decodes at once, its batch (vllm backend; a "
+        "shard is submitted in one call and vLLM schedules it in batches of this size); "
+        "0 = vLLM's default.",
+    )
 
     @property
     def prompt_version(self) -> str:
@@ -105,7 +111,10 @@ class GeneratorResource(dg.ConfigurableResource):
             "tensor_parallel_size": self.tensor_parallel_size,
             "max_model_len": self.max_model_len,
             "gpu_memory_utilization": self.gpu_memory_utilization,
-            "engine_options": {"enforce_eager": self.enforce_eager},
+            "engine_options": {
+                "enforce_eager": self.enforce_eager,
+                "max_num_seqs": self.max_num_seqs or None,  # None: vLLM's default
+            },
         }
 
     def get(self, encoder: Any = None) -> TextGenerator:

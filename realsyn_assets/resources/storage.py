@@ -15,16 +15,12 @@ from realsyn_assets.resources.home_resource import HomeBasedResource
 
 
 class StorageResource(HomeBasedResource):
-    """Every output path is derived from the home (`layout`); also image download settings."""
+    """Every output path is derived from the home (`layout`); also where images may be read."""
 
-    allow_download: bool = Field(
-        False,
-        description="Fetch http(s) image URLs (bounded by download_timeout_s and max_image_bytes); "
-        "off = only local and inline images.",
-    )
-    download_timeout_s: float = Field(10.0, description="Timeout of one image download, seconds.")
     max_image_bytes: int = Field(
-        50 * 2**20, description="Largest image file read or downloaded, in bytes."
+        50 * 2**20,
+        description="Largest local image file read, in bytes (downloads: image_downloads' "
+        "max_bytes).",
     )
     allowed_image_roots: list[str] = Field(
         [],

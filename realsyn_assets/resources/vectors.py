@@ -1,6 +1,7 @@
 """LanceDB tables of embeddings (`images`, `sentences`), one row per item, replaced per shard."""
 
 import contextlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,24 +33,36 @@ def _empty_table(columns: list[str] | None) -> pa.Table:
     return pa.table({name: pa.array([], pa.null()) for name in names})
 
 
+# Where every process of a deployment finds LanceDB when the resource's `uri` is empty.
+LANCEDB_URI_ENV = "REALSYN_LANCEDB_URI"
+
+
 class VectorStoreResource(HomeBasedResource):
-    """LanceDB at <home>/lancedb unless `uri` is given (object-store URIs work too)."""
+    """LanceDB at <home>/lancedb unless `uri` (or $REALSYN_LANCEDB_URI) names another folder or
+    an object store (`s3://bucket/prefix`, `gs://...`, `az://...`) that workers on several
+    machines share (docs/distributed.md)."""
 
     uri: str = Field(
         "",
-        description="LanceDB location (a folder or an object-store URI); empty = <home>/lancedb.",
+        description="LanceDB location: a folder or an object-store URI such as "
+        "s3://bucket/prefix; empty = $REALSYN_LANCEDB_URI if set, else <home>/lancedb.",
+    )
+    storage_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="Passed to lancedb.connect for object stores (e.g. region, endpoint, "
+        "allow_http); credentials are better left to the environment (AWS_ACCESS_KEY_ID...).",
     )
 
     @property
     def location(self) -> str:
-        return self.uri or str(self.layout.lancedb_uri)
+        return self.uri or os.environ.get(LANCEDB_URI_ENV) or str(self.layout.lancedb_uri)
 
     def connect(self):
         import lancedb
 
         if "://" not in self.location:
             Path(self.location).mkdir(parents=True, exist_ok=True)
-        return lancedb.connect(self.location)
+        return lancedb.connect(self.location, storage_options=self.storage_options or None)
 
     def _open(self, db, table_name: str):
         try:

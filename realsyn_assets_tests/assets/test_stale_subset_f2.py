@@ -20,6 +20,7 @@ from realsyn_assets.names import Asset
 from realsyn_assets.resources import (
     CaptionerResource,
     EncoderResource,
+    EngineResource,
     GeneratorResource,
     HomeResource,
     MetricsResource,
@@ -56,6 +57,7 @@ def _materialize(instance, root, key: dg.AssetKey, config: dict | None = None) -
         "metrics": MetricsResource(home=home),
         "vectors": VectorStoreResource(home=home),
         "encoder": EncoderResource(home=home, device="cpu"),
+        "engine": EngineResource(home=home),
         "generator": GeneratorResource(),
         "captioner": CaptionerResource(),
     }

@@ -23,6 +23,7 @@ from realsyn_assets.partitions import shard_partitions
 from realsyn_assets.resources import (
     CaptionerResource,
     EncoderResource,
+    EngineResource,
     GeneratorResource,
     HomeResource,
     MetricsResource,
@@ -81,6 +82,7 @@ def _resources(home, generator) -> dict:
         "metrics": MetricsResource(home=h),
         "vectors": VectorStoreResource(home=h),
         "encoder": EncoderResource(home=h),
+        "engine": EngineResource(home=h),
         "captioner": CaptionerResource(),
         "generator": generator,
     }

@@ -43,6 +43,7 @@ def home_resources(root, **encoder) -> dict:
         "metrics": r.MetricsResource(home=home),
         "vectors": r.VectorStoreResource(home=home),
         "encoder": r.EncoderResource(home=home, **encoder),
+        "engine": r.EngineResource(home=home),
         "generator": r.GeneratorResource(),
         "captioner": r.CaptionerResource(),
     }

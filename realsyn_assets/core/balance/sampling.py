@@ -36,8 +36,9 @@ PAPER_CAP: CapRule = "paper_cap"
 COSINE_WINDOW = (0.51, 0.61)
 # Paper: 198M pairs -> 168.3M kept by the window.
 PAPER_KEEP_FRACTION = 168.3 / 198.0
-# The encoders `COSINE_WINDOW` was set for: with their pretrained weights the paper's window
-# applies as is; every other encoder gets a calibrated window.
+# The encoders `COSINE_WINDOW` was set for: with their real weights (a pretrained tag or a
+# local checkpoint of them) the paper's window applies as is; every other encoder, and these
+# with random or bootstrap weights, gets a calibrated window.
 PAPER_WINDOW_ENCODERS = ("EVA02-E-14-plus",)
 
 
@@ -96,18 +97,21 @@ def choose_window(
     sims: np.ndarray,
     configured: tuple[float, float],
     model_name: str,
-    pretrained: str,
+    weights: str,
 ) -> tuple[float, float, str]:
     """`(low, high, source)` of the cosine window for these similarities.
 
-    `configured` wins when both bounds are >= 0 ("configured"); the paper's window is used for
-    the pretrained encoder it was set for ("paper"); otherwise the window is calibrated to keep
-    the paper's fraction of pairs ("calibrated"), because similarity scales differ by encoder.
+    `weights` names the encoder's real weights: its pretrained tag or its local checkpoint file
+    (a downloaded EVA02 checkpoint is the same model as the hub tag); empty for random or
+    bootstrap weights. `configured` wins when both bounds are >= 0 ("configured"); the paper's
+    window is used for the encoder it was set for with real weights ("paper"); otherwise the
+    window is calibrated to keep the paper's fraction of pairs ("calibrated"), because
+    similarity scales differ by encoder and weights.
     """
     low, high = configured
     if low >= 0 and high >= 0:
         return low, high, "configured"
-    if model_name in PAPER_WINDOW_ENCODERS and pretrained:
+    if model_name in PAPER_WINDOW_ENCODERS and weights:
         low, high = COSINE_WINDOW
         return low, high, "paper"
     low, high = calibrate_window(sims)

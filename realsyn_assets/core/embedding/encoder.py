@@ -39,6 +39,7 @@ from realsyn_assets.core.embedding.images import (
     worker_init_single_thread,
 )
 from realsyn_assets.core.embedding.runtime import (
+    ENCODER_DEVICE_FIELD,
     atomic_torch_save,
     autocast_context,
     quiet_transformers,
@@ -208,7 +209,7 @@ class Encoder:
         register_model_configs(self.spec.model_name)
         import open_clip
 
-        device = resolve_device(self.spec.device)
+        device = resolve_device(self.spec.device, ENCODER_DEVICE_FIELD)
         name = self.spec.model_name
         weights = self._weights_file()
         pretrained = str(weights) if weights is not None else self.spec.pretrained
@@ -259,6 +260,7 @@ class Encoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         dataset = ImagePathDataset(paths, loaded.preprocess)
         workers = max(0, int(self.spec.num_workers))
+        pinned = loaded.device.startswith("cuda")  # page-locked batches copy asynchronously
         loader = DataLoader(
             dataset,
             batch_size=self.spec.batch_size,
@@ -266,7 +268,7 @@ class Encoder:
             num_workers=workers,
             collate_fn=collate_images,
             worker_init_fn=worker_init_single_thread if workers else None,
-            pin_memory=loaded.device.startswith("cuda"),
+            pin_memory=pinned,
         )
         chunks: list[np.ndarray] = []
         n_batches = (n + self.spec.batch_size - 1) // self.spec.batch_size
@@ -282,7 +284,7 @@ class Encoder:
                 if errors:
                     i, reason = errors[0]
                     raise UnreadableImageError(dataset.paths[i], reason)
-                feats = loaded.model.encode_image(images.to(loaded.device))
+                feats = loaded.model.encode_image(images.to(loaded.device, non_blocking=pinned))
                 chunks.append(_normalise(feats))
         return np.concatenate(chunks, axis=0)
 

@@ -14,13 +14,62 @@ from realsyn_assets.core.io import RecordingWriter, atomic_path, ensure_free_spa
 CHECKPOINT_OVERHEAD_BYTES = 1 << 20
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; anything else is passed through."""
-    if device != "auto":
+# The config setting that picks the torch device of embedding and of both trainers (train and
+# bootstrap take the `encoder` resource's device): what a device error tells the user to change.
+ENCODER_DEVICE_FIELD = "encoder.device"
+
+
+class DeviceUnavailableError(ValueError):
+    """A configured torch device this machine does not have; names the config field."""
+
+
+def resolve_device(device: str, field: str = "device") -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cpu`` as is; ``cuda`` / ``cuda:N``
+    only when torch sees that GPU, else :class:`DeviceUnavailableError` naming `field` (the
+    config setting to change), instead of a torch error deep inside a model's first ``.to()``.
+    Other torch device strings (``mps``, ...) are passed through after a syntax check."""
+    device = str(device).strip()
+    if device == "cpu":
         return device
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise DeviceUnavailableError(
+            f"{field}={device!r} is not a torch device; use auto, cpu, cuda or cuda:N"
+        ) from exc
+    if parsed.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
+        raise DeviceUnavailableError(
+            f"{field}={device!r} but CUDA is not available on this machine (torch "
+            f"{torch.__version__}, built for CUDA {torch.version.cuda or 'none'}); set {field} "
+            'to "auto" or "cpu"'
+        )
+    count = torch.cuda.device_count()
+    if parsed.index is not None and parsed.index >= count:
+        raise DeviceUnavailableError(
+            f"{field}={device!r} but this machine has {count} CUDA device(s) (cuda:0.."
+            f"cuda:{count - 1}); set {field} to one of them"
+        )
+    return device
+
+
+def device_report(device: str) -> dict:
+    """What a benchmark ran on: the resolved device, torch and CUDA versions, the GPU's name."""
+    import torch
+
+    info = {"device": device, "torch": torch.__version__, "cuda": torch.version.cuda}
+    if device.startswith("cuda"):
+        index = torch.device(device).index or 0
+        info["gpu"] = torch.cuda.get_device_name(index)
+        info["gpu_memory_gib"] = round(
+            torch.cuda.get_device_properties(index).total_memory / 2**30, 1
+        )
+    return info
 
 
 def autocast_context(device: str, precision: str) -> contextlib.AbstractContextManager:

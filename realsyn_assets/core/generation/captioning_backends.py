@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
+from realsyn_assets.core.embedding.runtime import resolve_device
 from realsyn_assets.core.generation.captioners import (
     CAPTION_INSTRUCTION,
     CAPTION_MAX_WORDS,
@@ -26,6 +27,9 @@ from realsyn_assets.core.generation.captioners import (
     model_identity,
 )
 from realsyn_assets.core.generation.vllm_engine import engine_options, import_vllm, vllm_engine
+
+# The config setting a device error names (the `captioner` resource, transformers backend).
+CAPTIONER_DEVICE_FIELD = "captioner.device"
 
 log = logging.getLogger(__name__)
 
@@ -210,14 +214,6 @@ class VLLMCaptioner(_PerItem):
         return self._assemble(len(items), done)
 
 
-def _torch_device(device: str) -> str:
-    import torch  # noqa: PLC0415
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def _drop_prefix(text: str, prefix: str) -> str:
     head = text.lstrip()
     if head.lower().startswith(prefix.strip().lower()):
@@ -254,7 +250,7 @@ class TransformersCaptioner(_PerItem):
         self._init_errors(on_error)
         self.model_path = model
         self.model = model_identity(model)
-        self.device = _torch_device(device)
+        self.device = resolve_device(device, CAPTIONER_DEVICE_FIELD)
         self.batch_size = max(1, int(batch_size))
         self.max_tokens = max_tokens
         self.prompt = prompt

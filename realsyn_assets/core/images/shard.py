@@ -3,7 +3,7 @@
 Two steps, so that the caller can report between them:
 
 * `fetch_slots` reads the bytes of every image slot (embedded, a local file inside the shard's
-  folder or an allowed root, or a bounded download) and drops repeats of the same bytes within
+  folder or an allowed root, or a URL's bytes from the shard's download store) and drops repeats of the same bytes within
   the shard: an image id is a hash of the bytes, so only its first slot is decoded;
 * `filter_images` decodes, filters and normalises the unique images (`core.images.extract`,
   in a process pool when `workers > 1`) and assembles both tables.
@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from realsyn_assets.core.ids import DUPLICATE_IN_SHARD, image_id
 from realsyn_assets.core.images.extract import ImageFilterConfig, process_images
 from realsyn_assets.core.ingest.documents import fetch_image_bytes
+from realsyn_assets.core.ingest.download import DownloadedImages
 from realsyn_assets.core.io import ensure_free_space, relative_to_root
 
 KEPT_IMAGE_SCHEMA = pa.schema(
@@ -73,14 +74,14 @@ def fetch_slots(
     *,
     base_dir: str | os.PathLike | None = None,
     allowed_roots: Sequence[str | os.PathLike] = (),
-    allow_download: bool = False,
-    timeout_s: float = 10.0,
+    downloads: DownloadedImages | None = None,
     max_bytes: int = 50 * 2**20,
 ) -> FetchedSlots:
     """The bytes of every image slot of `docs` (a `raw_documents` table), first copies only.
 
     Local files are read only inside `base_dir` (the shard file's folder) or `allowed_roots`
-    (see `core.ingest.confined`); anything else is a rejection with its reason."""
+    (see `core.ingest.confined`); http(s) references only from `downloads` (the shard's
+    download store, never the network); anything else is a rejection with its reason."""
     slots = docs.filter(pc.equal(docs.column("kind"), "image")).to_pylist()
     fetched = FetchedSlots(slots=len(slots))
     first_seen: dict[str, dict] = {}
@@ -96,8 +97,7 @@ def fetch_slots(
             slot["image_bytes"],
             base_dir=base_dir,
             allowed_roots=allowed_roots,
-            allow_download=allow_download,
-            timeout_s=timeout_s,
+            downloads=downloads,
             max_bytes=max_bytes,
         )
         if data is None:

@@ -34,8 +34,10 @@ REJECT_UNREADABLE_FILE = "unreadable_file"
 # the other ways fetching an image slot fails (core.ingest.documents.fetch_image_bytes)
 REJECT_MISSING_REFERENCE = "missing_reference"
 REJECT_UNSUPPORTED_SCHEME = "unsupported_scheme"
-REJECT_DOWNLOAD_DISABLED = "download_disabled"
-REJECT_DOWNLOAD_FAILED = "download_failed"
+REJECT_DOWNLOAD_DISABLED = "download_disabled"  # image_downloads ran with enabled=False
+# no status row for the URL, or its stored file is gone; the other download failures are
+# "download_<kind>" with the error kinds of core.ingest.http_fetch
+REJECT_DOWNLOAD_MISSING = "download_missing"
 
 FETCH_REASONS = (
     REJECT_OUTSIDE_CORPUS,
@@ -47,7 +49,7 @@ FETCH_REASONS = (
     REJECT_MISSING_REFERENCE,
     REJECT_UNSUPPORTED_SCHEME,
     REJECT_DOWNLOAD_DISABLED,
-    REJECT_DOWNLOAD_FAILED,
+    REJECT_DOWNLOAD_MISSING,
 )
 
 _CHUNK = 1 << 20

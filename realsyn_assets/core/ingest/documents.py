@@ -7,7 +7,6 @@ the rejection table naming the file, the row and the reason.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections.abc import Sequence
@@ -19,13 +18,12 @@ import pyarrow as pa
 
 from realsyn_assets.core.ids import document_id
 from realsyn_assets.core.ingest.confined import (
-    REJECT_DOWNLOAD_DISABLED,
-    REJECT_DOWNLOAD_FAILED,
+    REJECT_DOWNLOAD_MISSING,
     REJECT_MISSING_REFERENCE,
-    REJECT_TOO_MANY_BYTES,
     REJECT_UNSUPPORTED_SCHEME,
     read_confined,
 )
+from realsyn_assets.core.ingest.download import DownloadedImages
 from realsyn_assets.core.ingest.records import ReadStats, iter_records
 from realsyn_assets.core.text.sentences import REJECT_TOO_LONG
 
@@ -265,43 +263,25 @@ def fetch_image_bytes(
     *,
     base_dir: str | os.PathLike | None = None,
     allowed_roots: Sequence[str | os.PathLike] = (),
-    allow_download: bool = False,
-    timeout_s: float = 10.0,
+    downloads: DownloadedImages | None = None,
     max_bytes: int = 50 * 2**20,
 ) -> tuple[bytes | None, str | None, str]:
-    """The bytes of one image slot, or (None, reason, detail). Downloads only http(s), bounded.
+    """The bytes of one image slot, or (None, reason, detail). Never touches the network.
 
-    A local reference is read only inside `base_dir` (the shard file's folder; relative
-    references are taken relative to it) or one of `allowed_roots`, only when it is a regular
-    file, and never more than `max_bytes` + 1 bytes (`core.ingest.confined`); without either,
-    every local reference is refused."""
+    An http(s) reference is read from `downloads` (what `image_downloads` fetched and stored for
+    the shard: a failed URL is `download_<error kind>`, a URL without a status
+    `download_missing`). A local reference is read only inside `base_dir` (the shard file's
+    folder; relative references are taken relative to it) or one of `allowed_roots`, only when
+    it is a regular file, and never more than `max_bytes` + 1 bytes (`core.ingest.confined`);
+    without either, every local reference is refused."""
     if data is not None:
         return data, None, ""
     if not ref:
         return None, REJECT_MISSING_REFERENCE, "image slot without path or bytes"
     if ref.startswith(("http://", "https://")):
-        if not allow_download:
-            return None, REJECT_DOWNLOAD_DISABLED, ref
-        return _download(ref, timeout_s, max_bytes)
+        if downloads is None:
+            return None, REJECT_DOWNLOAD_MISSING, f"no download status for {ref}"
+        return downloads.read(ref)
     if "://" in ref:
         return None, REJECT_UNSUPPORTED_SCHEME, ref
     return read_confined(ref, base_dir, allowed_roots, max_bytes)
-
-
-def _download(url: str, timeout_s: float, max_bytes: int) -> tuple[bytes | None, str | None, str]:
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(url, headers={"User-Agent": "realsyn-assets/0.1"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 (http(s) only)
-            if not response.geturl().startswith(("http://", "https://")):
-                return None, REJECT_UNSUPPORTED_SCHEME, response.geturl()
-            buffer = io.BytesIO()
-            while chunk := response.read(min(65536, max_bytes + 1 - buffer.tell())):
-                buffer.write(chunk)
-                if buffer.tell() > max_bytes:
-                    return None, REJECT_TOO_MANY_BYTES, f"{url}: over {max_bytes} bytes"
-            return buffer.getvalue(), None, ""
-    except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
-        return None, REJECT_DOWNLOAD_FAILED, f"{url}: {exc}"

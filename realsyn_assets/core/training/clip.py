@@ -301,8 +301,9 @@ def _plan(samples, config: TrainConfig, world_size: int, say) -> tuple[list[Trai
     return clean, per_epoch, total
 
 
-def _loader(dataset: _TrainDataset, batches: list[list[int]], config: TrainConfig, dist):
-    """A DataLoader over this rank's share of each of `batches` (every world_size-th sample)."""
+def _loader(dataset: _TrainDataset, batches: list[list[int]], config: TrainConfig, dist, pin: bool):
+    """A DataLoader over this rank's share of each of `batches` (every world_size-th sample);
+    `pin`: page-locked batches, so copies to the GPU run asynchronously."""
     from torch.utils.data import DataLoader
 
     return DataLoader(
@@ -311,6 +312,7 @@ def _loader(dataset: _TrainDataset, batches: list[list[int]], config: TrainConfi
         num_workers=max(0, config.num_workers),
         collate_fn=_collate_train,
         worker_init_fn=worker_init_single_thread if config.num_workers > 0 else None,
+        pin_memory=pin,
     )
 
 
@@ -350,7 +352,7 @@ def train_clip(
     import open_clip
     import torch
 
-    device = runtime.resolve_device(config.device)
+    device = runtime.resolve_device(config.device, runtime.ENCODER_DEVICE_FIELD)
     if config.precision != "fp32" and not device.startswith("cuda"):
         say(f"precision {config.precision} needs CUDA: training in fp32 on {device}")
     amp = runtime.autocast_context(device, config.precision)
@@ -419,14 +421,16 @@ def train_clip(
                 len(clean), config.batch_size, config.seed, epoch, dist.world_size
             )
             batches = batches[step - epoch * per_epoch :][: total - step]
-            loader = _loader(dataset, batches, config, dist)
+            loader = _loader(dataset, batches, config, dist, pin=bool(fork_devices))
             for batch, (images, tokens, errors) in zip(batches, loader, strict=True):
                 if errors:
                     raise UnreadableImageError(*errors[0])
                 lr = optimizer.param_groups[0]["lr"]
                 optimizer.zero_grad(set_to_none=True)
                 with amp:
-                    img_f, txt_f, scale = net(images.to(device), tokens.to(device))
+                    img_f, txt_f, scale = net(
+                        images.to(device, non_blocking=True), tokens.to(device, non_blocking=True)
+                    )
                     loss = loss_fn(img_f, txt_f, scale)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)

@@ -20,7 +20,11 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from realsyn_assets.core.embedding.runtime import load_checkpoint, resolve_device
+from realsyn_assets.core.embedding.runtime import (
+    ENCODER_DEVICE_FIELD,
+    load_checkpoint,
+    resolve_device,
+)
 from realsyn_assets.core.training import distributed
 from realsyn_assets.core.training.clip import (
     CHECKPOINT_NAME,
@@ -129,7 +133,9 @@ def train(
 ) -> TrainResult:
     """Train in-process (1 process) or through torchrun (`nproc_per_node` > 1; 0 = one per GPU)."""
     say = log or (lambda _msg: None)
-    nproc = distributed.resolve_nproc(nproc_per_node, resolve_device(config.device))
+    nproc = distributed.resolve_nproc(
+        nproc_per_node, resolve_device(config.device, ENCODER_DEVICE_FIELD)
+    )
     if nproc == 1:
         return train_clip(samples, config, out_dir, init_checkpoint, log=say)
     t0 = time.perf_counter()

@@ -77,9 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     samples, config, out_dir, init_checkpoint = read_spec(args.spec)
     ctx = distributed.context_from_env()
-    from realsyn_assets.core.embedding.runtime import resolve_device
+    from realsyn_assets.core.embedding.runtime import ENCODER_DEVICE_FIELD, resolve_device
 
-    device = distributed.rank_device(resolve_device(config.device), ctx)
+    device = distributed.rank_device(resolve_device(config.device, ENCODER_DEVICE_FIELD), ctx)
     config = replace(config, device=device)
     tag = f"rank {ctx.rank}/{ctx.world_size}"
     distributed.init_process_group(ctx, device)

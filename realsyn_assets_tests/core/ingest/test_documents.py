@@ -15,6 +15,8 @@ from PIL import Image
 
 from realsyn_assets.core.ids import document_id
 from realsyn_assets.core.ingest.documents import fetch_image_bytes, read_shard
+from realsyn_assets.core.ingest.download import DownloadedImages, download_urls
+from realsyn_assets.core.ingest.http_fetch import DownloadSettings
 
 
 def _jpeg(color=(200, 10, 10), size=(120, 120)) -> bytes:
@@ -172,12 +174,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802
         if self.path == "/big.jpg":
             self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
             self.end_headers()
             self.wfile.write(b"x" * 5000)
             return
         if self.path == "/a.jpg":
             body = _jpeg()
             self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -209,17 +213,18 @@ def test_fetch_local_embedded_and_download(tmp_path, http_server):
     assert fetch_image_bytes("nope.jpg", None, base_dir=tmp_path)[1] == "missing_file"
     assert fetch_image_bytes(None, None)[1] == "missing_reference"
     assert fetch_image_bytes("ftp://host/a.jpg", None)[1] == "unsupported_scheme"
-    assert fetch_image_bytes(f"{http_server}/a.jpg", None)[1] == "download_disabled"
-    got, reason, _ = fetch_image_bytes(f"{http_server}/a.jpg", None, allow_download=True)
+    url = f"{http_server}/a.jpg"
+    assert fetch_image_bytes(url, None)[1] == "download_missing"  # never from the network
+    urls = [url, f"{http_server}/404.jpg", f"{http_server}/big.jpg"]
+    settings = DownloadSettings(
+        threads=2, retries=0, max_bytes=4000, allow_addresses=("127.0.0.1",)
+    )
+    report = download_urls(urls, tmp_path / "store", settings)
+    downloads = DownloadedImages(report.table, tmp_path / "store")
+    got, reason, _ = fetch_image_bytes(url, None, downloads=downloads)
     assert got == data and reason is None
-    assert (
-        fetch_image_bytes(f"{http_server}/404.jpg", None, allow_download=True)[1]
-        == "download_failed"
-    )
-    assert (
-        fetch_image_bytes(f"{http_server}/big.jpg", None, allow_download=True, max_bytes=1000)[1]
-        == "too_many_bytes"
-    )
+    assert fetch_image_bytes(urls[1], None, downloads=downloads)[1] == "download_http_error"
+    assert fetch_image_bytes(urls[2], None, downloads=downloads)[1] == "download_too_large"
     big = tmp_path / "big.bin"
     big.write_bytes(b"0" * 2000)
     assert fetch_image_bytes(str(big), None, base_dir=tmp_path, max_bytes=1000)[1] == (

@@ -23,6 +23,7 @@ from realsyn_assets.core.embedding.encoder import (
 )
 from realsyn_assets.core.embedding.images import load_rgb
 from realsyn_assets.core.embedding.runtime import (
+    ENCODER_DEVICE_FIELD,
     atomic_torch_save,
     quiet_transformers,
     resolve_device,
@@ -126,7 +127,7 @@ class BootstrapTrainer:
             raise ValueError(f"augment {augment!r} not in {AUGMENTATIONS}")
         self.augment = augment
         self.config = config
-        self.device = resolve_device(config.device)
+        self.device = resolve_device(config.device, ENCODER_DEVICE_FIELD)
         with self._threads():
             torch.manual_seed(config.seed)
             with quiet_transformers():
