@@ -10,6 +10,7 @@ response waits `--latency` seconds first. Paths (`<i>` is any integer, it picks 
     /flaky/<i>         500 twice per path, then the image
     /429/<i>           429 with Retry-After: 0 once per path, then the image
     /slow/<i>          the image after `--slow` seconds
+    /drip/<i>          the image's headers, then one byte every 0.25 s (each read in time)
     /big/<i>           Content-Length of 64 MiB (nothing sent after the headers)
     /bigstream/<i>     2 MiB of JPEG-looking bytes, no Content-Length (connection closes)
     /text/<i>          text/html                /garbage/<i>  image/jpeg that is no image
@@ -105,6 +106,19 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "slow":
             time.sleep(state.slow)
             return self._send(200, state.image(i))
+        if kind == "drip":
+            body = state.image(i)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                for offset in range(len(body)):
+                    self.wfile.write(body[offset : offset + 1])
+                    self.wfile.flush()
+                    time.sleep(0.25)
+            return None
         if kind in ("404", "500", "flaky"):
             return self._send(404 if kind == "404" else 500, b"no", "text/plain")
         if kind == "429":

@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
-from realsyn_assets.core.embedding.runtime import resolve_device
 from realsyn_assets.core.generation.captioners import (
     CAPTION_INSTRUCTION,
     CAPTION_MAX_WORDS,
@@ -250,6 +249,9 @@ class TransformersCaptioner(_PerItem):
         self._init_errors(on_error)
         self.model_path = model
         self.model = model_identity(model)
+        # imported here: the vLLM backends of this module run in a vllm venv without pyarrow
+        from realsyn_assets.core.embedding.runtime import resolve_device  # noqa: PLC0415
+
         self.device = resolve_device(device, CAPTIONER_DEVICE_FIELD)
         self.batch_size = max(1, int(batch_size))
         self.max_tokens = max_tokens

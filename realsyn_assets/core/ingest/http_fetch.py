@@ -59,6 +59,7 @@ STATUSES = (
 )
 
 _REDIRECTS = {301, 302, 303, 307, 308}
+BODY_DEADLINE_FACTOR = 3  # a whole body may take this many times timeout_s
 MAX_POOLS = 256  # connection pools (one per host address) kept open, least recently used dropped
 _CHUNK = 1 << 16
 # JPEG, PNG, GIF, BMP, TIFF (both byte orders); WebP is RIFF....WEBP
@@ -108,15 +109,19 @@ def _allowed_networks(allow: Sequence[str]) -> list:
     return [ipaddress.ip_network(entry, strict=False) for entry in allow]
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # IPv4 addresses translated into IPv6
+
+
 def _is_public(address) -> bool:
-    return not (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-    )
+    """Globally routable unicast: not private, loopback, link-local, shared (100.64/10),
+    reserved, unspecified or multicast; an IPv4 address carried inside IPv6 (mapped or NAT64)
+    is judged as itself."""
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return _is_public(address.ipv4_mapped)
+        if address in _NAT64:
+            return _is_public(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return address.is_global and not address.is_multicast
 
 
 def resolve_safe(host: str, port: int, allowed: list) -> str:
@@ -270,10 +275,16 @@ class Fetcher:
         if not (ctype.startswith("image/") or ctype == "application/octet-stream"):
             raise _Failure(BAD_CONTENT_TYPE, f"Content-Type {ctype or 'missing'!r}: {url}", status)
         buffer = io.BytesIO()
+        # the read timeout bounds each wait for bytes; this bounds the whole body, so a server
+        # that drips a byte now and then cannot hold a thread for long
+        deadline = time.monotonic() + self.settings.timeout_s * BODY_DEADLINE_FACTOR
         for chunk in response.stream(_CHUNK):
             buffer.write(chunk)
             if buffer.tell() > limit:
                 raise _Failure(TOO_LARGE, f"over {limit} bytes: {url}", status)
+            if time.monotonic() > deadline:
+                seconds = self.settings.timeout_s * BODY_DEADLINE_FACTOR
+                raise _Failure(TIMEOUT, f"body not complete after {seconds:g} s: {url}", status)
         data = buffer.getvalue()
         if ctype == "application/octet-stream" and not _looks_like_image(data):
             raise _Failure(BAD_CONTENT_TYPE, f"octet-stream without image bytes: {url}", status)

@@ -30,6 +30,7 @@ FAULTS = {
     "flaky/4": (hf.OK, 3, 200),  # fails twice, then succeeds
     "429/5": (hf.OK, 2, 200),  # Retry-After: 0, then succeeds
     "slow/6": (hf.TIMEOUT, 3, None),
+    "drip/15": (hf.TIMEOUT, 1, 200),  # every read in time, the whole body never: not retried
     "big/7": (hf.TOO_LARGE, 1, 200),
     "bigstream/8": (hf.TOO_LARGE, 1, 200),
     "text/9": (hf.BAD_CONTENT_TYPE, 1, 200),
@@ -130,7 +131,10 @@ def test_public_addresses_only_unless_allowed():
     allowed = hf._allowed_networks(["127.0.0.1", "10.0.0.0/8"])
     assert hf.resolve_safe("127.0.0.1", 80, allowed) == "127.0.0.1"
     assert hf.resolve_safe("10.1.2.3", 80, allowed) == "10.1.2.3"
-    for address in ("127.0.0.2", "169.254.169.254", "192.168.1.1", "224.0.0.1", "0.0.0.0", "::1"):
+    blocked = ("127.0.0.2", "169.254.169.254", "192.168.1.1", "224.0.0.1", "0.0.0.0", "::1")
+    # shared address space (carrier NAT), and loopback carried inside IPv6 (mapped, NAT64)
+    blocked += ("100.64.1.1", "::ffff:127.0.0.1", "64:ff9b::7f00:1")
+    for address in blocked:
         with pytest.raises(hf._Failure) as info:
             hf.resolve_safe(address, 80, allowed)
         assert info.value.status == hf.BLOCKED_ADDRESS, address
