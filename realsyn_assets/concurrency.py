@@ -131,6 +131,33 @@ def serialize_pool_claims(instance):
     return instance
 
 
+def ensure_pool_limit(instance, pool: str = GPU_POOL) -> None:
+    """Create `pool`'s limit row (the dagster.yaml default) before any step claims a slot.
+
+    A step that finds no row inserts it (`initialize_concurrency_limit_to_default`). Two
+    processes doing that at once on PostgreSQL both insert; the loser's IntegrityError is caught
+    inside Dagster's transaction, which PostgreSQL has already aborted, so its step fails
+    (`InFailedSqlTransaction`). Creating the row here, once per process before the steps start,
+    and accepting that another process may win the insert, removes the race from the steps. On
+    SQLite the claims are serialized anyway (serialize_pool_claims)."""
+    storage = instance.event_log_storage
+    if claims_need_lock(storage) or not storage.supports_global_concurrency_limits:
+        return
+    if storage.get_pool_config().default_pool_limit is None:
+        return
+
+    def present() -> bool:
+        return any(limit.name == pool for limit in storage.get_pool_limits())
+
+    if present():
+        return
+    try:
+        storage.initialize_concurrency_limit_to_default(pool)
+    except Exception:
+        if not present():  # not a lost race: a real error
+            raise
+
+
 def set_gpu_slots(instance, slots: int) -> None:
     """Give the GPU pool its own limit in the instance (kept until changed; it overrides
     dagster.yaml's `default_limit`), as `dagster instance concurrency set encoder N` would."""

@@ -291,12 +291,16 @@ def check_connection(target: PostgresTarget) -> None:
 
 
 def open_and_upgrade(dagster_home: Path) -> None:
-    """Open the instance of dagster_home once, creating or migrating its storage schema."""
+    """Open the instance of dagster_home once, creating or migrating its storage schema and the
+    GPU pool's limit row."""
     import dagster as dg
+
+    from realsyn_assets.concurrency import ensure_pool_limit
 
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     try:
         instance.upgrade()
+        ensure_pool_limit(instance)  # the GPU pool's row, before several machines race for it
     finally:
         instance.dispose()
 

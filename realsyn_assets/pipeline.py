@@ -29,6 +29,7 @@ from pathlib import Path
 
 from realsyn_assets.concurrency import (
     GPU_POOL,
+    ensure_pool_limit,
     gpu_slots,
     release_dead_runs,
     run_tags,
@@ -106,7 +107,9 @@ def get_instance():
     if not dagster_home:  # Dagster raises its own clear error
         return dg.DagsterInstance.get()
     with instance_lock(Path(dagster_home)):
-        return serialize_pool_claims(dg.DagsterInstance.get())
+        instance = serialize_pool_claims(dg.DagsterInstance.get())
+    ensure_pool_limit(instance)  # PostgreSQL: the pool's row exists before any step claims
+    return instance
 
 
 def _add_partitions(instance, keys: list[str]) -> None:

@@ -18,7 +18,13 @@ import time
 import dagster as dg
 import pytest
 
-from realsyn_assets.concurrency import gpu_slots, serialize_pool_claims
+from realsyn_assets import pipeline
+from realsyn_assets.concurrency import (
+    GPU_POOL,
+    ensure_pool_limit,
+    gpu_slots,
+    serialize_pool_claims,
+)
 from realsyn_assets.definitions import SHARD_INGEST_ASSETS
 from realsyn_assets.demo.corpus import generate_demo_corpus
 from realsyn_assets.names import Asset, Job
@@ -101,6 +107,13 @@ def test_per_shard_stages_on_a_postgres_instance(tmp_path, monkeypatch):
         out = _cli(home, tmp_path, "instance", "instance", "--postgres", pg.url(DB))
         assert f"postgres: {pg.url(DB)}" in out
         assert "postgres" in _cli(home, tmp_path, "show", "instance")
+        conn = pg.connect(DB)
+        try:  # the GPU pool's row exists before any step could race to insert it
+            with conn.cursor() as cur:
+                cur.execute("SELECT concurrency_key FROM concurrency_limits")
+                assert [row[0] for row in cur.fetchall()] == [GPU_POOL]
+        finally:
+            conn.close()
 
         # two processes, one shard each, at the same time, sharing the instance
         _run_concurrently(
@@ -164,6 +177,44 @@ def test_per_shard_stages_on_a_postgres_instance(tmp_path, monkeypatch):
         if p.suffix == ".db" or p.name in ("history", "schedules")
     )
     assert sqlite_files == [], sqlite_files
+
+
+def test_a_lost_race_for_the_gpu_pool_row_does_not_fail_the_process(tmp_path, monkeypatch):
+    """Two processes opening a fresh PostgreSQL instance both find no `encoder` pool row. The
+    loser's insert fails inside Dagster's transaction, which PostgreSQL has already aborted, so
+    Dagster's own fallback fails too (`initialize_concurrency_limit_to_default` raises when the
+    row exists: shown first); `ensure_pool_limit` accepts a row another process created."""
+    bindir = require_bindir()
+    home = tmp_path / "home"
+    with postgres_server(bindir) as pg:
+        pg.create_database(DB)
+        _cli(home, tmp_path, "instance", "instance", "--postgres", pg.url(DB))
+        monkeypatch.setenv("REALSYN_PG_PASSWORD", "")
+        pipeline.ensure_dagster_yaml(home / "dagster" / "dagster.yaml")
+        mine = dg.DagsterInstance.from_config(str(home / "dagster"))
+        other = dg.DagsterInstance.from_config(str(home / "dagster"))
+        try:
+            storage = mine.event_log_storage
+            assert [pool.name for pool in storage.get_pool_limits()] == [GPU_POOL]
+            with pytest.raises(Exception, match="InFailedSqlTransaction|UniqueViolation"):
+                storage.initialize_concurrency_limit_to_default(GPU_POOL)
+            storage.delete_concurrency_limit(GPU_POOL)
+            assert storage.get_pool_limits() == []
+
+            real = storage.initialize_concurrency_limit_to_default
+
+            def lose_the_race(pool):  # the other process inserts between our check and insert
+                other.event_log_storage.initialize_concurrency_limit_to_default(pool)
+                return real(pool)
+
+            monkeypatch.setattr(storage, "initialize_concurrency_limit_to_default", lose_the_race)
+            ensure_pool_limit(mine)  # does not raise
+            (pool,) = storage.get_pool_limits()
+            assert (pool.name, pool.limit, pool.from_default) == (GPU_POOL, 1, True)
+            ensure_pool_limit(mine)  # the row is there: nothing to do
+        finally:
+            mine.dispose()
+            other.dispose()
 
 
 def test_missing_server_binaries_fail_under_require_cluster(monkeypatch):
